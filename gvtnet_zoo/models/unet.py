@@ -1,0 +1,127 @@
+"""The U-Net baselines of the paper: pytorch_fnet (label-free) and CSBDeep CARE (denoising).
+
+Both are explicit lists of levels (encoder.{i}, bottom, decoder.{k}, k = 0 the deepest), every conv
+with bias and ReLU, as in the original code.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+from torch import nn
+
+from ..config import UNetCareConfig, UNetFnetConfig
+from ..nn.layers import conv, max_pool, strided_conv_down, transposed_conv
+from .heads import HeadedNetwork
+from .sizes import check_input
+
+_BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def conv_relu_stack(spatial_dims: int, in_channels: int, widths: Sequence[int], batch_norm: bool) -> nn.Sequential:
+    """conv3 (+BN) + ReLU per entry of ``widths``: (B, C_in, *S) -> (B, widths[-1], *S)."""
+    layers: List[nn.Module] = []
+    for width in widths:
+        layers.append(conv(spatial_dims, in_channels, width, 3, bias=True))
+        if batch_norm:
+            layers.append(_BATCH_NORM[spatial_dims](width))
+        layers.append(nn.ReLU())
+        in_channels = width
+    return nn.Sequential(*layers)
+
+
+def _with_bn_relu(spatial_dims: int, layer: nn.Module, channels: int) -> nn.Sequential:
+    return nn.Sequential(layer, _BATCH_NORM[spatial_dims](channels), nn.ReLU())
+
+
+class UNetFnet(nn.Module):
+    """pytorch_fnet U-Net: (B, C_in, *S) -> (B, C_out, *S), S a multiple of 2^depth.
+
+    Level i: two conv3+BN+ReLU to 32*2^i, then a 2x2 stride-2 conv keeping the channels; bottom:
+    two conv3 to 32*2^depth; up: 2x2 transposed conv 2C -> C, concat, two conv3 2C -> C -> C.
+    """
+
+    def __init__(self, cfg: UNetFnetConfig) -> None:
+        super().__init__()
+        sd = cfg.spatial_dims
+        channels = [cfg.base_channels * 2**i for i in range(cfg.depth + 1)]
+        self.size_step: List[int] = cfg.size_step()
+        self.encoder = nn.ModuleList()
+        self.down = nn.ModuleList()
+        in_channels = cfg.in_channels
+        for i in range(cfg.depth):
+            self.encoder.append(conv_relu_stack(sd, in_channels, [channels[i]] * 2, batch_norm=True))
+            down = strided_conv_down(sd, channels[i], channels[i], kernel_size=2, bias=True)
+            self.down.append(_with_bn_relu(sd, down, channels[i]))
+            in_channels = channels[i]
+        self.bottom = conv_relu_stack(sd, channels[-2], [channels[-1]] * 2, batch_norm=True)
+        self.up = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(cfg.depth)):
+            up = transposed_conv(sd, channels[i + 1], channels[i], kernel_size=2, bias=True)
+            self.up.append(_with_bn_relu(sd, up, channels[i]))
+            self.decoder.append(conv_relu_stack(sd, 2 * channels[i], [channels[i]] * 2, batch_norm=True))
+        self.head = conv(sd, channels[0], cfg.out_channels, 3, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.size_step)
+        skips: List[torch.Tensor] = []
+        h = x
+        for encode, down in zip(self.encoder, self.down):
+            h = encode(h)
+            skips.append(h)
+            h = down(h)
+        h = self.bottom(h)
+        for k, (up, decode) in enumerate(zip(self.up, self.decoder)):
+            h = decode(torch.cat([up(h), skips[-1 - k]], dim=1))
+        return self.head(h)
+
+
+class UNetCare(HeadedNetwork):
+    """CSBDeep CARE U-Net: (B, C_in, *S) -> (B, C_out, *S), S a multiple of 2^depth.
+
+    Each level ends with base*2^max(0, n-1) channels, as CSBDeep's unet_block does; nearest
+    up-sampling and concat; a 1x1 conv head plus the input (residual), and optionally a softplus
+    scale head for the probabilistic loss.
+    """
+
+    def __init__(self, cfg: UNetCareConfig) -> None:
+        super().__init__()
+        sd, base, depth, n_conv = cfg.spatial_dims, cfg.base_channels, cfg.depth, cfg.convs_per_level
+        self.size_step: List[int] = cfg.size_step()
+        self.residual_output = cfg.residual_output
+        self.encoder = nn.ModuleList()
+        in_channels = cfg.in_channels
+        for n in range(depth):
+            self.encoder.append(conv_relu_stack(sd, in_channels, [base * 2**n] * n_conv, batch_norm=False))
+            in_channels = base * 2**n
+        self.pool = max_pool(sd, 2)
+        self.bottom = conv_relu_stack(sd, in_channels, self._widths(base, depth, n_conv), batch_norm=False)
+        self.upsample = nn.Upsample(scale_factor=2.0, mode="nearest")
+        self.decoder = nn.ModuleList()
+        in_channels = self._widths(base, depth, n_conv)[-1]
+        for n in reversed(range(depth)):
+            widths = self._widths(base, n, n_conv)
+            self.decoder.append(conv_relu_stack(sd, in_channels + base * 2**n, widths, batch_norm=False))
+            in_channels = widths[-1]
+        self.head = conv(sd, in_channels, cfg.out_channels, 1, bias=True)
+        self.sigma_head = conv(sd, in_channels, cfg.out_channels, 1, bias=True) if cfg.sigma_head else None
+
+    @staticmethod
+    def _widths(base: int, n: int, n_conv: int) -> List[int]:
+        return [base * 2**n] * (n_conv - 1) + [base * 2 ** max(0, n - 1)]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last decoder features: (B, C_in, *S) -> (B, base, *S)."""
+        check_input(x, self.size_step)
+        skips: List[torch.Tensor] = []
+        h = x
+        for encode in self.encoder:
+            h = encode(h)
+            skips.append(h)
+            h = self.pool(h)
+        h = self.bottom(h)
+        for k, decode in enumerate(self.decoder):
+            h = decode(torch.cat([self.upsample(h), skips[-1 - k]], dim=1))
+        return h
