@@ -137,6 +137,8 @@ class ProjectionGVTNetConfig(_Strict):
         return [1, yx, yx]
 
 
+ARCHITECTURES = ("gvtnet", "unet_fnet", "unet_care", "gvtnet_projection")
+
 ModelConfig = Annotated[
     Union[GVTNetConfig, UNetFnetConfig, UNetCareConfig, ProjectionGVTNetConfig],
     Field(discriminator="architecture"),
@@ -174,6 +176,14 @@ class Spec(_Strict):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_architecture(cls, raw: object) -> object:
+        # The model section may leave out its architecture; the default is the GVTNet.
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "architecture" not in raw["model"]:
+            raw = {**raw, "model": {"architecture": "gvtnet", **raw["model"]}}
+        return raw
 
     @model_validator(mode="after")
     def _patch_fits_model(self) -> "Spec":

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import Spec
+from .config import ARCHITECTURES, Spec
 from .errors import UserError
 
 
@@ -73,8 +73,11 @@ def _allowed_keys(loc: Sequence[int | str]) -> tuple[str, list[str]]:
 
 
 def _dotted(loc: Sequence[int | str]) -> str:
+    """('model', 'gvtnet', 'depth') -> 'model.depth': pydantic's union tags are not keys of the file."""
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] == "model" and part in ARCHITECTURES:
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -1,0 +1,54 @@
+"""TorchScript and ONNX weights of a network, both taking any valid input size."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ONNX_OPSET = 17  # deepImageJ's ONNX runtime reads opset <= 17
+
+
+def script_model(model: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` (not trace) of ``model`` in eval mode, so every input size runs."""
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in PyTorch but still the zoo's torchscript weight format.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated.*")
+        return torch.jit.script(model.eval())
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset: int = ONNX_OPSET) -> Path:
+    """Write ``model`` (eval mode) as ONNX with dynamic batch and spatial axes; written to a temp name, then renamed.
+
+    ``example``: (B, C, *S), a valid input; the exported graph takes any valid (B, C, *S').
+    Uses the TorchScript-based exporter (``dynamo=False``): it needs no onnxscript and keeps the
+    weights inside the file.
+    """
+    path = Path(path)
+    axes = {0: "batch", **{2 + i: name for i, name in enumerate("zyx"[3 - (example.ndim - 2):])}}
+    model = model.eval()
+    with torch.no_grad():
+        output_ndim = model(example).ndim
+    out_axes = {0: "batch", **{2 + i: name for i, name in enumerate("zyx"[3 - (output_ndim - 2):])}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            # The legacy exporter is what writes opset 17 without onnxscript; its deprecation notice is expected.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(
+                model, (example,), tmp, dynamo=False, opset_version=opset,
+                input_names=["input"], output_names=["output"],
+                dynamic_axes={"input": axes, "output": out_axes},
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
