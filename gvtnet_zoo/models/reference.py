@@ -11,9 +11,9 @@ class PaperModel(NamedTuple):
 
 
 PAPER_MODELS: dict[str, PaperModel] = {
-    "gvtnet-label-free": PaperModel(6_172_225, "basic GVTNet, label-free prediction (Fig. 2)"),
-    "gvtnet-care-denoise": PaperModel(1_347_360, "CARE denoising GVTNet with Laplace scale head (Fig. 4)"),
-    "gvtnet-flywing-projection": PaperModel(538_873, "Flywing 3D-to-2D projection GVTNet (Fig. 5)"),
-    "unet-fnet-label-free": PaperModel(23_280_769, "pytorch_fnet U-Net baseline (Fig. 2)"),
-    "unet-care-denoise": PaperModel(996_802, "CSBDeep CARE U-Net baseline, probabilistic (Fig. 4)"),
+    "gvtnet-label-free": PaperModel(6_172_225, "basic GVTNet, label-free prediction"),
+    "gvtnet-care-denoise": PaperModel(1_347_360, "CARE denoising GVTNet with Laplace scale head"),
+    "gvtnet-flywing-projection": PaperModel(538_873, "Flywing 3D-to-2D projection GVTNet"),
+    "unet-fnet-label-free": PaperModel(23_280_769, "pytorch_fnet U-Net baseline"),
+    "unet-care-denoise": PaperModel(996_802, "CSBDeep CARE U-Net baseline, probabilistic"),
 }
