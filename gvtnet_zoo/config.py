@@ -12,18 +12,30 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GVTNetConfig(_Strict):
-    """A GVTNet: residual encoder/decoder with global voxel transformer operators."""
+class _SameSizeNetwork(_Strict):
+    """Fields of every network mapping (B, C_in, *S) to (B, C_out, *S)."""
 
-    architecture: Literal["gvtnet"] = "gvtnet"
     spatial_dims: Literal[2, 3] = 3
     in_channels: int = Field(1, ge=1)
     out_channels: int = Field(1, ge=1)
+
+    @property
+    def input_dims(self) -> int:
+        return self.spatial_dims
+
+    def _check_residual(self, residual_output: bool) -> None:
+        if residual_output and self.in_channels != self.out_channels:
+            raise ValueError("residual_output needs in_channels == out_channels")
+
+
+class GVTNetConfig(_SameSizeNetwork):
+    """A GVTNet: residual encoder/decoder with global voxel transformer operators."""
+
+    architecture: Literal["gvtnet"] = "gvtnet"
     depth: int = Field(4, ge=1, description="resolution levels; inputs must be multiples of 2^(depth-1)")
     base_channels: int = Field(32, ge=1, description="feature maps at level 1, doubled per level")
     batch_norm: bool = True
@@ -48,46 +60,31 @@ class GVTNetConfig(_Strict):
             raise ValueError(f"encoder_blocks needs one entry per level (depth {self.depth}), got {self.encoder_blocks}")
         if self.skip == "concat" and self.decoder_blocks == 0:
             raise ValueError("skip 'concat' needs decoder_blocks >= 1 to bring the channels back down")
-        if self.residual_output and self.in_channels != self.out_channels:
-            raise ValueError("residual_output needs in_channels == out_channels")
+        self._check_residual(self.residual_output)
         if self.base_channels % self.heads:
             raise ValueError(f"base_channels {self.base_channels} cannot be split into {self.heads} heads")
         return self
-
-    @property
-    def input_dims(self) -> int:
-        return self.spatial_dims
 
     def size_step(self) -> list[int]:
         """Each input axis must be a multiple of this."""
         return [2 ** (self.depth - 1)] * self.spatial_dims
 
 
-class UNetFnetConfig(_Strict):
+class UNetFnetConfig(_SameSizeNetwork):
     """The pytorch_fnet U-Net of the label-free baseline."""
 
     architecture: Literal["unet_fnet"]
-    spatial_dims: Literal[2, 3] = 3
-    in_channels: int = Field(1, ge=1)
-    out_channels: int = Field(1, ge=1)
     depth: int = Field(4, ge=1, description="number of down-samplings")
     base_channels: int = Field(32, ge=1)
-
-    @property
-    def input_dims(self) -> int:
-        return self.spatial_dims
 
     def size_step(self) -> list[int]:
         return [2**self.depth] * self.spatial_dims
 
 
-class UNetCareConfig(_Strict):
+class UNetCareConfig(_SameSizeNetwork):
     """The CSBDeep CARE U-Net (residual, optionally probabilistic)."""
 
     architecture: Literal["unet_care"]
-    spatial_dims: Literal[2, 3] = 3
-    in_channels: int = Field(1, ge=1)
-    out_channels: int = Field(1, ge=1)
     depth: int = Field(2, ge=1, description="number of max-poolings")
     base_channels: int = Field(32, ge=1)
     convs_per_level: int = Field(2, ge=1)
@@ -96,13 +93,8 @@ class UNetCareConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "UNetCareConfig":
-        if self.residual_output and self.in_channels != self.out_channels:
-            raise ValueError("residual_output needs in_channels == out_channels")
+        self._check_residual(self.residual_output)
         return self
-
-    @property
-    def input_dims(self) -> int:
-        return self.spatial_dims
 
     def size_step(self) -> list[int]:
         return [2**self.depth] * self.spatial_dims

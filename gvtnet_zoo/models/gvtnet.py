@@ -24,6 +24,7 @@ from ..nn.layers import strided_conv_down, transposed_conv
 from .heads import HeadedNetwork
 from .sizes import check_input
 
+
 def _down(cfg: GVTNetConfig, in_channels: int, out_channels: int) -> nn.Module:
     sd, mode = cfg.spatial_dims, cfg.down_sampling
     if mode == "residual_block":
