@@ -23,6 +23,26 @@ def _summary(args: argparse.Namespace) -> None:
     print(format_summary(rows, count_parameters(model)))
 
 
+def _train(args: argparse.Namespace) -> None:
+    from .spec_loading import load_spec
+    from .train.trainer import train
+
+    spec = load_spec(args.spec, args.set)
+    train(spec, args.data, args.out, val=args.val, resume=args.resume, overwrite=args.overwrite,
+          device=args.device, command=" ".join(["gvtnet-zoo", *sys.argv[1:]]))
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from .data.synthetic import write_synthetic
+
+    try:
+        shape = [int(s) for s in args.shape.split(",")]
+    except ValueError:
+        raise UserError(f"--shape expects integers like 32,128,128 or 256,256, got {args.shape!r}") from None
+    out = write_synthetic(args.task, args.out, args.n, args.n_test, shape, args.seed)
+    print(f"wrote {args.n} training and {args.n_test} test pairs of {args.task} data to {out}/train and {out}/test")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -40,6 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override a spec value (YAML), e.g. --set model.depth=3; repeatable")
     summary.set_defaults(run=_summary)
+    train = sub.add_parser("train", help="train a spec's network on image pairs into a run folder")
+    train.add_argument("spec", help="a spec YAML file, or the name of a shipped spec")
+    train.add_argument("--data", required=True, help="folder with source/ and target/, a CSV of pairs, or a CSBDeep .npz")
+    train.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, curves)")
+    train.add_argument("--val", help="validation data (same forms as --data); default: hold out data.val_fraction")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a spec value")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    train.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    train.set_defaults(run=_train)
+    synth = sub.add_parser("synth", help="write synthetic microscopy pairs for tests and demos")
+    synth.add_argument("task", choices=["denoise", "label-free", "projection"])
+    synth.add_argument("--out", required=True, help="folder to write train/ and test/ into")
+    synth.add_argument("--n", type=int, default=8, help="training pairs (default 8)")
+    synth.add_argument("--n-test", type=int, default=2, help="test pairs (default 2)")
+    synth.add_argument("--shape", default="32,128,128", help="Z,Y,X or Y,X of each source image (default 32,128,128)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth)
     demo = sub.add_parser("demo", help="show what gvtnet-zoo does today on the shipped specs")
     demo.add_argument("--out", default="demo-out", help="folder for the demo's report (default: demo-out)")
     demo.set_defaults(run=_demo)
@@ -48,11 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .train.trainer import TrainingInterrupted
+
     try:
         args.run(args)
     except UserError as err:
         print(f"gvtnet-zoo: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"gvtnet-zoo: {stop}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -27,6 +27,10 @@ class _SameSizeNetwork(_Strict):
     def input_dims(self) -> int:
         return self.spatial_dims
 
+    @property
+    def output_dims(self) -> int:
+        return self.spatial_dims
+
     def _check_residual(self, residual_output: bool) -> None:
         if residual_output and self.in_channels != self.out_channels:
             raise ValueError("residual_output needs in_channels == out_channels")
@@ -124,6 +128,10 @@ class ProjectionGVTNetConfig(_Strict):
     def input_dims(self) -> int:
         return 3
 
+    @property
+    def output_dims(self) -> int:
+        return 2
+
     def size_step(self) -> list[int]:
         yx = math.lcm(4**self.projection_stages, self.network.size_step()[0])
         return [1, yx, yx]
@@ -137,10 +145,32 @@ ModelConfig = Annotated[
 ]
 
 
+Percentiles = tuple[Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]]
+
+
 class DataConfig(_Strict):
     patch_size: list[Annotated[int, Field(ge=1)]] = Field([32, 64, 64], description="training patch, z y x (or y x)")
-    batch_size: int = Field(16, ge=1)
-    max_images: Optional[int] = Field(None, ge=1, description="use only the first N training images")
+    batch_size: int = Field(16, ge=1, description="patches per step, over all processes together")
+    max_images: Optional[int] = Field(None, ge=1, description="use only the first N training images (by name)")
+    normalization: Literal["percentile", "zscore"] = Field(
+        "percentile", description="per image: percentile range to [0, 1] (CARE), or zero mean unit variance (fnet)"
+    )
+    input_percentiles: Percentiles = (0.1, 99.8)
+    target_percentiles: Percentiles = (0.1, 99.8)
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="held-out share of the images when no --val is given")
+    val_patches: int = Field(16, ge=1, description="fixed held-out patches for the validation loss")
+    foreground_bias: float = Field(0.0, ge=0, le=1, description="chance a patch is the brightest of 8 candidates")
+    flips: bool = True
+    rotations: bool = Field(True, description="90-degree rotations in the y-x plane (square patches only)")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DataConfig":
+        for key in ("input_percentiles", "target_percentiles"):
+            low, high = getattr(self, key)
+            if not low < high:
+                raise ValueError(f"{key} must be (low, high) with low < high, got {[low, high]}")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -150,6 +180,14 @@ class TrainConfig(_Strict):
     loss: Literal["mse", "mae", "laplace_nll"] = "mse"
     lr_decay_factor: float = Field(1.0, gt=0, le=1, description="staircase decay: lr *= factor every lr_decay_every")
     lr_decay_every: Optional[int] = Field(None, ge=1)
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip the gradient norm to this")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision on CUDA (ignored on CPU)")
+    channels_last: bool = Field(False, description="channels-last memory format on CUDA")
+    seed: int = 0
+    val_every: int = Field(1000, ge=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1, description="steps between rows of metrics.csv")
+    val_max_images: int = Field(4, ge=1, description="whole held-out images scored (NRMSE, Pearson r) per validation")
 
 
 class ExportConfig(_Strict):
@@ -157,6 +195,16 @@ class ExportConfig(_Strict):
         "torchscript", "onnx", "pytorch_state_dict",
     ]
     onnx_opset: int = Field(17, ge=11, le=17, description="deepImageJ's ONNX runtime reads opset <= 17")
+
+
+class Provenance(_Strict):
+    """What ``train`` records about a run; ignored when a spec is trained."""
+
+    data: str = ""
+    train_images: int = 0
+    val_images: int = 0
+    versions: dict[str, str] = {}
+    command: str = ""
 
 
 class Spec(_Strict):
@@ -168,6 +216,7 @@ class Spec(_Strict):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+    provenance: Optional[Provenance] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +235,8 @@ class Spec(_Strict):
             )
         if any(p % s for p, s in zip(patch, step)):
             raise ValueError(f"data.patch_size {patch} must be a multiple of the network's step {step} on every axis")
+        if self.data.rotations and patch[-1] != patch[-2]:
+            raise ValueError(f"data.rotations needs square y-x patches, got {patch}; set data.rotations: false")
         if self.train.loss == "laplace_nll" and not getattr(self.model, "sigma_head", False):
             raise ValueError("train.loss 'laplace_nll' needs a model with sigma_head: true")
         return self

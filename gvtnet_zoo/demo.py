@@ -7,14 +7,13 @@ join the demo as they land.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from .atomic import write_text_atomically
 from .models import build_model, count_parameters
 from .models.reference import PAPER_MODELS
 from .spec_loading import bundled_spec_names, load_spec
@@ -24,14 +23,6 @@ STILL_TO_COME = (
     "bioimage.io packages (gvtnet-zoo package), prediction with bioimageio.core (gvtnet-zoo predict) "
     "and CARE-protocol evaluation (gvtnet-zoo evaluate)."
 )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> Path:
@@ -61,7 +52,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print) -> Path:
         lines.append(f"| {name} | {count_parameters(model):,} | {shapes[0]} | {shapes[1]} | {seconds:.2f} |")
     lines += ["", STILL_TO_COME, ""]
     report = out_dir / "demo.md"
-    _write_atomically(report, "\n".join(lines))
+    write_text_atomically(report, "\n".join(lines))
     echo(STILL_TO_COME)
     echo(f"Report: {report}")
     return report

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..atomic import atomic_path
 
 ONNX_OPSET = 17  # deepImageJ's ONNX runtime reads opset <= 17
 
@@ -34,21 +34,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset
     with torch.no_grad():
         output_ndim = model(example).ndim
     out_axes = {0: "batch", **{2 + i: name for i, name in enumerate("zyx"[3 - (output_ndim - 2):])}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # The legacy exporter is what writes opset 17 without onnxscript; its deprecation notice is expected.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(
-                model, (example,), tmp, dynamo=False, opset_version=opset,
-                input_names=["input"], output_names=["output"],
-                dynamic_axes={"input": axes, "output": out_axes},
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The legacy exporter is what writes opset 17 without onnxscript; its deprecation notice is expected.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            model, (example,), str(tmp), dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": axes, "output": out_axes},
+        )
     return path

@@ -1,0 +1,1 @@
+"""Reading images, pairing, normalization, patch sampling and synthetic data."""

@@ -1,0 +1,34 @@
+"""Per-image normalization, exactly as a bioimage.io package declares it as preprocessing.
+
+percentile: (x - p_low) / (p_high - p_low + eps), the zoo's ``scale_range`` per sample;
+zscore:     (x - mean) / (std + eps), the zoo's ``zero_mean_unit_variance`` per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import DataConfig
+
+EPS = 1e-6  # bioimage.io's default eps for both operators
+
+
+def normalize(image: np.ndarray, method: str, percentiles: tuple[float, float]) -> np.ndarray:
+    """Normalize one whole image (any shape) -> float32 of the same shape."""
+    image = image.astype(np.float32, copy=False)
+    if method == "percentile":
+        low, high = np.percentile(image, percentiles)
+        return ((image - low) / (high - low + EPS)).astype(np.float32)
+    if method == "zscore":
+        return ((image - image.mean()) / (image.std() + EPS)).astype(np.float32)
+    raise ValueError(f"unknown normalization {method!r}")
+
+
+def normalize_input(image: np.ndarray, data: DataConfig) -> np.ndarray:
+    """The network input, as training and the package's preprocessing see it."""
+    return normalize(image, data.normalization, data.input_percentiles)
+
+
+def normalize_target(image: np.ndarray, data: DataConfig) -> np.ndarray:
+    """The training target; predictions come out on this scale."""
+    return normalize(image, data.normalization, data.target_percentiles)

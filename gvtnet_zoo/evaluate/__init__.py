@@ -1,0 +1,1 @@
+"""Metrics of the CARE / GVTNets evaluation protocol, reports and plots."""

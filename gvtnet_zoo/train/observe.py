@@ -1,0 +1,143 @@
+"""What the user sees of a run: progress bar, metrics.csv, TensorBoard, curves and sample images."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import atomic_path
+from .run_dir import RunDir
+
+COLUMNS = ("step", "train_loss", "lr", "val_loss", "val_nrmse", "val_pearson_r", "elapsed_s")
+
+
+def _kept_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+
+
+class RunLog:
+    """Logs of the main process; every method is a no-op on other ranks (``enabled`` False)."""
+
+    def __init__(self, run: RunDir, total_steps: int, start_step: int, enabled: bool) -> None:
+        self.run, self.enabled = run, enabled
+        self.start = time.perf_counter()
+        self.bar: Optional[tqdm] = None
+        self.writer = None
+        if not enabled:
+            return
+        rows = _kept_rows(run.metrics, start_step)  # a resumed run drops rows past its checkpoint
+        with atomic_path(run.metrics) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(run.tensorboard), purge_step=start_step + 1)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    def _append(self, **values: float) -> None:
+        row = {k: values.get(k, "") for k in COLUMNS}
+        with self.run.metrics.open("a", newline="") as handle:
+            csv.DictWriter(handle, COLUMNS).writerow(row)
+
+    def step(self) -> None:
+        """One more step done (the bar shows steps/s)."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def train_loss(self, step: int, loss: float, lr: float) -> None:
+        """The mean training loss since the last call."""
+        if not self.enabled:
+            return
+        assert self.bar is not None
+        self.bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.2g}")
+        self._append(step=step, train_loss=loss, lr=lr, elapsed_s=round(time.perf_counter() - self.start, 2))
+        self.writer.add_scalar("train/loss", loss, step)
+        self.writer.add_scalar("train/lr", lr, step)
+
+    def validation(self, step: int, metrics: dict[str, float], input_nrmse: Optional[float]) -> None:
+        if not self.enabled:
+            return
+        self._append(step=step, elapsed_s=round(time.perf_counter() - self.start, 2),
+                     **{f"val_{k}": v for k, v in metrics.items()})
+        for key, value in metrics.items():
+            self.writer.add_scalar(f"val/{key}", value, step)
+        baseline = f" (input {input_nrmse:.4f})" if input_nrmse is not None else ""
+        assert self.bar is not None
+        self.bar.write(f"step {step}: val loss {metrics['loss']:.4g}, NRMSE {metrics['nrmse']:.4f}{baseline}, "
+                       f"Pearson r {metrics['pearson_r']:.4f}")
+        plot_curves(self.run.metrics, self.run.curves)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.write if self.bar else print)(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _series(rows: list[dict[str, str]], key: str) -> tuple[list[int], list[float]]:
+    points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_curves(metrics_csv: Path, png: Path) -> None:
+    """Training and validation loss, validation NRMSE and Pearson r over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _kept_rows(metrics_csv, 2**62)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+        axes[0].plot(*_series(rows, key), label=label, marker="o" if key == "val_loss" else None, markersize=3)
+    axes[0].set(title="loss", xlabel="step")
+    axes[0].legend()
+    axes[1].plot(*_series(rows, "val_nrmse"), marker="o", markersize=3, color="tab:red")
+    axes[1].set(title="validation NRMSE (lower is better)", xlabel="step")
+    axes[2].plot(*_series(rows, "val_pearson_r"), marker="o", markersize=3, color="tab:green")
+    axes[2].set(title="validation Pearson r", xlabel="step")
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def save_sample(png: Path, source: np.ndarray, prediction: np.ndarray, target: np.ndarray, title: str) -> None:
+    """input | prediction | target side by side; 3D shows the middle z slice (max projection for a 3D->2D input)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def plane(image: np.ndarray, reduce: bool = False) -> np.ndarray:
+        if image.ndim == 2:
+            return image
+        return image.max(axis=0) if reduce else image[image.shape[0] // 2]
+
+    projecting = source.ndim != target.ndim
+    panels = (("input" + (" (max over z)" if projecting else ""), plane(source, projecting)),
+              ("prediction", plane(prediction)), ("target", plane(target)))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    for ax, (name, image) in zip(axes, panels):
+        low, high = np.percentile(image, (0.5, 99.5))
+        ax.imshow(image, cmap="magma", vmin=low, vmax=high)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
