@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -32,6 +33,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import compute_loss
 from .observe import RunLog, save_sample
 from .run_dir import RunDir, check_run_dir, spec_for_resume
+from .interrupt import StopRequest, stop_on_interrupt
 from .validation import ValidationSet, predict_whole, validate
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation patches come from their own random stream
@@ -92,16 +94,34 @@ def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> I
 
 def train(spec: Spec, data: str | Path, out: str | Path, val: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, device: str = "auto", command: str = "") -> RunDir:
-    """Train ``spec``'s network on ``data`` (folder, CSV or .npz) into the run folder ``out``; returns it."""
-    context = distributed.setup(device)
+    """Train ``spec``'s network on ``data`` (folder, CSV or .npz) into the run folder ``out``; returns it.
+
+    Raises UserError for bad input (before anything is written) and TrainingInterrupted on Ctrl-C.
+    """
+    ctx = distributed.setup(device)
     try:
-        return _train(context, spec, Path(data), Path(out), Path(val) if val else None, resume, overwrite, command)
+        spec, run, train_pairs, val_pairs, start = _prepare(ctx, spec, Path(data), Path(out), val, resume, overwrite,
+                                                            command)
+        session = _Session.create(ctx, spec, run, train_pairs, val_pairs, start)
+        try:
+            with stop_on_interrupt() as stop:
+                session.run(stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: the step in flight is lost, the last checkpoint stands
+            raise TrainingInterrupted(f"stopped during step {session.step + 1}; continue from the last checkpoint "
+                                      "with --resume") from None
+        finally:
+            session.log.close()
+        if stop.requested:
+            raise TrainingInterrupted(f"interrupted after step {session.step}; {run.last} holds it, "
+                                      "continue with --resume")
+        return run
     finally:
-        distributed.teardown(context)
+        distributed.teardown(ctx)
 
 
-def _train(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: Optional[Path], resume: bool,
-           overwrite: bool, command: str) -> RunDir:
+def _prepare(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: str | Path | None, resume: bool,
+             overwrite: bool, command: str) -> tuple[Spec, RunDir, list[ImagePair], list[ImagePair], Optional[dict]]:
+    """Check everything, then (rank 0) lay out the run folder; returns the spec to train and normalized pairs."""
     run = RunDir(out)
     check_run_dir(run, resume, overwrite)
     if resume:
@@ -109,7 +129,7 @@ def _train(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: Opt
     if spec.data.batch_size % ctx.world_size:
         raise UserError(f"data.batch_size {spec.data.batch_size} cannot be split over {ctx.world_size} processes; "
                         "make it a multiple of the process count")
-    training, train_pairs, val_pairs = _split(spec, data, val)
+    training, train_pairs, val_pairs = _split(spec, data, Path(val) if val else None)
     spec = spec.model_copy(update={"provenance": Provenance(
         data=training.description, train_images=len(train_pairs), val_images=len(val_pairs),
         versions=_versions(), command=command)})
@@ -120,102 +140,132 @@ def _train(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: Opt
             run.clear()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         write_text_atomically(run.spec, dump_spec(spec))
-    train_pairs, val_pairs = _normalized(train_pairs, spec), _normalized(val_pairs, spec)
+    return spec, run, _normalized(train_pairs, spec), _normalized(val_pairs, spec), start
 
-    torch.manual_seed(spec.train.seed)
-    model = build_model(spec).to(ctx.device)
-    channels_last = spec.train.channels_last and ctx.device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last if spec.model.input_dims == 2 else torch.channels_last_3d)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.train.lr, betas=spec.train.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(spec))
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and spec.train.amp == "fp16")
-    first_step, best_val_loss = 0, float("inf")
-    if start is not None:
-        model.load_state_dict(start["model"])
-        optimizer.load_state_dict(start["optimizer"])
-        scheduler.load_state_dict(start["scheduler"])
-        scaler.load_state_dict(start["scaler"])
-        torch.set_rng_state(start["torch_rng"])
-        first_step, best_val_loss = start["step"], start["best_val_loss"]
-    with_scale = spec.train.loss == "laplace_nll"
-    forward: nn.Module = _TrainingForward(model, with_scale)
-    if ctx.distributed:
-        # a scale head that the loss does not use gets no gradient, which DDP must be told about
-        idle_head = getattr(model, "sigma_head", None) is not None and not with_scale
-        forward = DistributedDataParallel(forward, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                                          find_unused_parameters=idle_head)
 
-    per_rank = spec.data.batch_size // ctx.world_size
-    patches = PatchSampler(train_pairs, spec.data.patch_size, spec.train.seed, ctx.rank, spec.data.flips,
-                           spec.data.rotations, spec.data.foreground_bias)
-    loader = DataLoader(patches, batch_size=per_rank, sampler=range(first_step * per_rank, spec.train.steps * per_rank),
-                        num_workers=spec.data.workers, pin_memory=ctx.device.type == "cuda", drop_last=True,
-                        persistent_workers=False)
-    val_sampler = PatchSampler(val_pairs, spec.data.patch_size, spec.train.seed + VALIDATION_SEED_OFFSET)
-    val_items = [val_sampler[i] for i in range(spec.data.val_patches)]
-    validation = ValidationSet((torch.stack([v[0] for v in val_items]), torch.stack([v[1] for v in val_items])),
-                               val_pairs[: spec.train.val_max_images])
+@dataclass
+class _Session:
+    """The state of one training process: what it trains, with what, and how far it got."""
 
-    log = RunLog(run, spec.train.steps, first_step, ctx.is_main)
-    if first_step == 0 and ctx.device.type == "cpu" and spec.train.amp != "off":
-        log.message(f"train.amp {spec.train.amp} applies on CUDA only; training in float32 on the CPU")
-    input_nrmse = validation.input_nrmse() if ctx.is_main else None
-    state = {"step": first_step, "best": best_val_loss}
+    ctx: distributed.Context
+    spec: Spec
+    run_dir: RunDir
+    model: nn.Module
+    forward: nn.Module  # the model as trained: with the scale head for the Laplace loss, DDP-wrapped if distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    loader: DataLoader
+    validation: ValidationSet
+    log: RunLog
+    step: int
+    best_val_loss: float
+    channels_last: bool
 
-    def checkpoint(path: Path) -> None:
+    @classmethod
+    def create(cls, ctx: distributed.Context, spec: Spec, run: RunDir, train_pairs: list[ImagePair],
+               val_pairs: list[ImagePair], start: Optional[dict]) -> "_Session":
+        torch.manual_seed(spec.train.seed)
+        model = build_model(spec).to(ctx.device)
+        channels_last = spec.train.channels_last and ctx.device.type == "cuda"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last if spec.model.input_dims == 2 else torch.channels_last_3d)
+        optimizer = torch.optim.Adam(model.parameters(), lr=spec.train.lr, betas=spec.train.betas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(spec))
+        scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and spec.train.amp == "fp16")
+        step, best = 0, float("inf")
+        if start is not None:
+            model.load_state_dict(start["model"])
+            optimizer.load_state_dict(start["optimizer"])
+            scheduler.load_state_dict(start["scheduler"])
+            scaler.load_state_dict(start["scaler"])
+            torch.set_rng_state(start["torch_rng"])
+            step, best = start["step"], start["best_val_loss"]
+        with_scale = spec.train.loss == "laplace_nll"
+        forward: nn.Module = _TrainingForward(model, with_scale)
+        if ctx.distributed:
+            # a scale head that the loss does not use gets no gradient, which DDP must be told about
+            idle_head = getattr(model, "sigma_head", None) is not None and not with_scale
+            forward = DistributedDataParallel(forward, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                                              find_unused_parameters=idle_head)
+        per_rank = spec.data.batch_size // ctx.world_size
+        patches = PatchSampler(train_pairs, spec.data.patch_size, spec.train.seed, ctx.rank, spec.data.flips,
+                               spec.data.rotations, spec.data.foreground_bias)
+        loader = DataLoader(patches, batch_size=per_rank, sampler=range(step * per_rank, spec.train.steps * per_rank),
+                            num_workers=spec.data.workers, pin_memory=ctx.device.type == "cuda", drop_last=True)
+        val_sampler = PatchSampler(val_pairs, spec.data.patch_size, spec.train.seed + VALIDATION_SEED_OFFSET)
+        val_items = [val_sampler[i] for i in range(spec.data.val_patches)]
+        validation = ValidationSet((torch.stack([v[0] for v in val_items]), torch.stack([v[1] for v in val_items])),
+                                   val_pairs[: spec.train.val_max_images])
+        log = RunLog(run, spec.train.steps, step, ctx.is_main)
+        if step == 0 and ctx.device.type == "cpu" and spec.train.amp != "off":
+            log.message(f"train.amp {spec.train.amp} applies on CUDA only; training in float32 on the CPU")
+        return cls(ctx, spec, run, model, forward, optimizer, scheduler, scaler, loader, validation, log, step, best,
+                   channels_last)
+
+    def checkpoint(self, path: Path) -> None:
         save_checkpoint(path, {
-            "step": state["step"], "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best_val_loss": state["best"],
-            "torch_rng": torch.get_rng_state(), "spec": spec.model_dump(mode="json"), "gvtnet_zoo": __version__,
+            "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "best_val_loss": self.best_val_loss, "torch_rng": torch.get_rng_state(),
+            "spec": self.spec.model_dump(mode="json"), "gvtnet_zoo": __version__,
         })
 
-    step_size = spec.model.size_step()
-    running_loss, running_count = torch.zeros((), device=ctx.device), 0
-    try:
-        for x, y in _batches(loader, ctx.device, channels_last):
-            with _autocast(spec, ctx.device):
-                loss = compute_loss(spec.train.loss, forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if spec.train.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            state["step"] += 1
-            step = state["step"]
-            last = step == spec.train.steps
-            running_loss += loss.detach().float()
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.spec, self.ctx.device):
+            loss = compute_loss(self.spec.train.loss, self.forward(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.spec.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return loss.detach().float()
+
+    def _validate(self) -> None:
+        size_step = self.spec.model.size_step()
+        batch = self.spec.data.batch_size // self.ctx.world_size
+        metrics, _ = validate(self.model, self.spec.train.loss, self.validation, size_step, self.ctx.device, batch)
+        self.log.validation(self.step, metrics, self.validation.input_nrmse())
+        if metrics["loss"] < self.best_val_loss:
+            self.best_val_loss = metrics["loss"]
+            self.checkpoint(self.run_dir.best)
+
+    def _save(self) -> None:
+        self.checkpoint(self.run_dir.last)
+        first = self.validation.images[0]
+        was_training = self.model.training
+        self.model.eval()
+        prediction = predict_whole(self.model, first.source, self.spec.model.size_step(), self.ctx.device)
+        self.model.train(was_training)
+        save_sample(self.run_dir.samples / f"step_{self.step:07d}.png", first.source, prediction, first.target,
+                    f"{self.spec.name}, step {self.step}: {first.name}")
+
+    def run(self, stop: StopRequest) -> None:
+        """Train until train.steps, or until ``stop`` is requested (then last.pt holds the finished step)."""
+        train = self.spec.train
+        running_loss, running_count = torch.zeros((), device=self.ctx.device), 0
+        for x, y in _batches(self.loader, self.ctx.device, self.channels_last):
+            running_loss += self._train_step(x, y)
             running_count += 1
-            log.step()
-            if step % spec.train.log_every == 0 or last:  # reading the loss syncs the GPU: only at log steps
+            self.log.step()
+            last = self.step == train.steps
+            if self.step % train.log_every == 0 or last:  # reading the loss syncs the GPU: only at log steps
                 mean_loss = float(running_loss) / running_count
                 if not np.isfinite(mean_loss):
-                    raise UserError(f"the training loss became {mean_loss} by step {step}; lower train.lr, "
+                    raise UserError(f"the training loss became {mean_loss} by step {self.step}; lower train.lr, "
                                     "set train.grad_clip, or check the data's normalization")
-                log.train_loss(step, mean_loss, scheduler.get_last_lr()[0])
+                self.log.train_loss(self.step, mean_loss, self.scheduler.get_last_lr()[0])
                 running_loss.zero_()
                 running_count = 0
-            if ctx.is_main and (step % spec.train.val_every == 0 or last):
-                metrics, predictions = validate(model, spec.train.loss, validation, step_size, ctx.device, per_rank)
-                log.validation(step, metrics, input_nrmse)
-                if metrics["loss"] < state["best"]:
-                    state["best"] = metrics["loss"]
-                    checkpoint(run.best)
-            if ctx.is_main and (step % spec.train.checkpoint_every == 0 or last):
-                checkpoint(run.last)
-                first = validation.images[0]
-                save_sample(run.samples / f"step_{step:07d}.png", first.source,
-                            predict_whole(model, first.source, step_size, ctx.device), first.target,
-                            f"{spec.name}, step {step}: {first.name}")
-    except KeyboardInterrupt:
-        if ctx.is_main and state["step"] > first_step:
-            checkpoint(run.last)
-        log.close()
-        raise TrainingInterrupted(f"interrupted at step {state['step']}; {run.last} holds it, "
-                                  f"continue with --resume") from None
-    log.message(f"done: {state['step']} steps; checkpoints in {run.checkpoints}, curves in {run.curves}")
-    log.close()
-    return run
+            if self.ctx.is_main and (self.step % train.val_every == 0 or last):
+                self._validate()
+            if self.ctx.is_main and (self.step % train.checkpoint_every == 0 or last or stop.requested):
+                self._save()
+            if stop.requested:
+                return
+        self.log.message(f"done: {self.step} steps; checkpoints in {self.run_dir.checkpoints}, "
+                         f"curves in {self.run_dir.curves}")
