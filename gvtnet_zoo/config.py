@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -188,6 +188,11 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1, description="steps between rows of metrics.csv")
     val_max_images: int = Field(4, ge=1, description="whole held-out images scored (NRMSE, Pearson r) per validation")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 class ExportConfig(_Strict):

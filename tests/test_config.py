@@ -95,3 +95,8 @@ def test_configs_are_immutable() -> None:
     spec = Spec(name="x")
     with pytest.raises(Exception):
         spec.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_yaml_off_means_amp_off() -> None:
+    assert spec_from_mapping(apply_overrides({"name": "x"}, ["train.amp=off"])).train.amp == "off"
+    assert spec_from_mapping(apply_overrides({"name": "x"}, ["train.amp=bf16"])).train.amp == "bf16"

@@ -30,10 +30,10 @@ from ..models import build_model
 from ..spec_loading import dump_spec
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
+from .interrupt import StopRequest, stop_on_interrupt
 from .losses import compute_loss
 from .observe import RunLog, save_sample
 from .run_dir import RunDir, check_run_dir, spec_for_resume
-from .interrupt import StopRequest, stop_on_interrupt
 from .validation import ValidationSet, predict_whole, validate
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation patches come from their own random stream

@@ -31,5 +31,5 @@ def tiny_args(*extra: str) -> list[str]:
 def weights(path: Path) -> dict[str, np.ndarray]:
     import torch
 
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=False)
     return {k: v.numpy() for k, v in state["model"].items()}

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from gvtnet_zoo.cli import main
+from gvtnet_zoo.data.io import read_image
+from gvtnet_zoo.evaluate.metrics import nrmse
 from gvtnet_zoo.spec_loading import load_spec
 from gvtnet_zoo.train import trainer
 
@@ -140,10 +142,6 @@ def test_training_lowers_the_error_below_the_noisy_input(denoise_2d: Path, tmp_p
             "model.base_channels=8", "data.batch_size=4", "train.lr_decay_every=1000", "data.val_patches=4"]
     assert _train(denoise_2d, run, *args) == 0
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r["val_nrmse"]]
-    from gvtnet_zoo.train.validation import ValidationSet  # noqa: F401  (the baseline is computed the same way)
-    from gvtnet_zoo.data.io import read_image
-    from gvtnet_zoo.evaluate.metrics import nrmse
-
     val_name = sorted((denoise_2d / "train" / "source").iterdir())[-1].name
     noisy = nrmse(read_image(denoise_2d / "train" / "source" / val_name), read_image(denoise_2d / "train" / "target" / val_name))
     assert float(rows[-1]["val_nrmse"]) < 0.85 * noisy
