@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # On the project's machines this pin takes the CPU wheel that lies on disk; elsewhere PyPI's build.
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= demo-out
+# ilastik bundles an older bioimage.io reader; the tests check that packages load with it too.
+OLD_SPEC_VENV := .venv-oldspec
 
-.PHONY: venv test demo clean
+.PHONY: venv oldspec test demo clean
 
 venv: $(VENV)/.installed
 
@@ -17,11 +19,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
 
-test: venv
+oldspec: $(OLD_SPEC_VENV)/.installed
+
+$(OLD_SPEC_VENV)/.installed: Makefile
+	test -x $(OLD_SPEC_VENV)/bin/python || $(PYTHON) -m venv $(OLD_SPEC_VENV)
+	$(OLD_SPEC_VENV)/bin/python -m pip install "bioimageio.spec==0.5.9.1" "pydantic<2.12"
+	touch $@
+
+test: venv oldspec
 	$(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/gvtnet-zoo demo --out $(DEMO_OUT)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(OLD_SPEC_VENV) build *.egg-info

@@ -43,6 +43,27 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} training and {args.n_test} test pairs of {args.task} data to {out}/train and {out}/test")
 
 
+def _package(args: argparse.Namespace) -> None:
+    from .export.package import package_run
+
+    formats = [f.strip() for f in args.weight_formats.split(",")] if args.weight_formats else None
+    package_run(args.run, args.out, checkpoint=args.checkpoint, weight_formats=formats, name=args.name,
+                description=args.description, authors=args.author, license_id=args.license, sample=args.sample)
+
+
+def _test(args: argparse.Namespace) -> None:
+    from .export.package import PackageFailed
+    from .export.zoo_test import format_results, run_zoo_tests, weight_formats_in
+
+    if not Path(args.model).exists():
+        raise UserError(f"model {args.model} not found; give a package .zip, its folder or its rdf.yaml")
+    formats = [args.weight_format] if args.weight_format else weight_formats_in(Path(args.model))
+    results = run_zoo_tests(Path(args.model), formats)
+    print(f"bioimageio.core test_model on {args.model}:\n{format_results(results)}")
+    if not all(r.passed for r in results):
+        raise PackageFailed(f"{args.model} failed the zoo's tests")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -59,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("spec", help="a spec YAML file, or the name of a shipped spec (e.g. gvtnet-label-free)")
     summary.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override a spec value (YAML), e.g. --set model.depth=3; repeatable")
-    summary.set_defaults(run=_summary)
+    summary.set_defaults(handler=_summary)
     train = sub.add_parser("train", help="train a spec's network on image pairs into a run folder")
     train.add_argument("spec", help="a spec YAML file, or the name of a shipped spec")
     train.add_argument("--data", required=True, help="folder with source/ and target/, a CSV of pairs, or a CSBDeep .npz")
@@ -69,7 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     train.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    train.set_defaults(run=_train)
+    train.set_defaults(handler=_train)
+    package = sub.add_parser("package", help="turn a training run into a bioimage.io package, tested by the zoo's checks")
+    package.add_argument("run", help="the run folder written by gvtnet-zoo train")
+    package.add_argument("--out", required=True, help="the package to write, e.g. model.zip")
+    package.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    package.add_argument("--weight-formats", help="comma-separated: torchscript,onnx,pytorch_state_dict (default: all)")
+    package.add_argument("--name", help="model name (default: the spec's name)")
+    package.add_argument("--description", help="one-line description (default: the spec's)")
+    package.add_argument("--author", action="append", default=[], metavar="NAME;AFFILIATION;ORCID",
+                         help="an author (repeatable); default: the spec's export.authors")
+    package.add_argument("--license", help="SPDX license id (default: the spec's export.license, MIT)")
+    package.add_argument("--sample", help="input image for the test tensors and cover (default: the run's held-out image)")
+    package.set_defaults(handler=_package)
+    test = sub.add_parser("test", help="run the zoo's test_model on a package for every weight format")
+    test.add_argument("model", help="a package .zip, its folder or its rdf.yaml")
+    test.add_argument("--weight-format", choices=["pytorch_state_dict", "torchscript", "onnx"])
+    test.set_defaults(handler=_test)
     synth = sub.add_parser("synth", help="write synthetic microscopy pairs for tests and demos")
     synth.add_argument("task", choices=["denoise", "label-free", "projection"])
     synth.add_argument("--out", required=True, help="folder to write train/ and test/ into")
@@ -77,22 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-test", type=int, default=2, help="test pairs (default 2)")
     synth.add_argument("--shape", default="32,128,128", help="Z,Y,X or Y,X of each source image (default 32,128,128)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(run=_synth)
+    synth.set_defaults(handler=_synth)
     demo = sub.add_parser("demo", help="show what gvtnet-zoo does today on the shipped specs")
     demo.add_argument("--out", default="demo-out", help="folder for the demo's report (default: demo-out)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .export.package import PackageFailed
     from .train.trainer import TrainingInterrupted
 
     try:
-        args.run(args)
+        args.handler(args)
     except UserError as err:
         print(f"gvtnet-zoo: error: {err}", file=sys.stderr)
         return 2
+    except PackageFailed as failure:
+        print(f"gvtnet-zoo: {failure}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as stop:
         print(f"gvtnet-zoo: {stop}", file=sys.stderr)
         return 130

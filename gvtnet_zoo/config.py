@@ -200,6 +200,9 @@ class ExportConfig(_Strict):
         "torchscript", "onnx", "pytorch_state_dict",
     ]
     onnx_opset: int = Field(17, ge=11, le=17, description="deepImageJ's ONNX runtime reads opset <= 17")
+    authors: list[str] = Field([], description='"Name;affiliation;orcid" (affiliation and ORCID optional)')
+    license: str = Field("MIT", description="SPDX license id of the packaged model")
+    tags: list[str] = Field([], description="extra bioimage.io tags, e.g. the imaged structure ('nuclei')")
 
 
 class Provenance(_Strict):

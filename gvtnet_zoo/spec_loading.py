@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.resources
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from .config import ARCHITECTURES, Spec
 from .errors import UserError
+from .resources import resource_dir
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -114,10 +114,7 @@ def spec_from_mapping(raw: Any, source: str = "<spec>", overrides: Iterable[str]
 
 def bundled_specs_dir() -> Path:
     """The folder of the specs that ship with gvtnet-zoo (model_specs/ of the repository)."""
-    checkout = Path(__file__).resolve().parents[1] / "model_specs"
-    if checkout.is_dir():  # a source checkout or editable install
-        return checkout
-    return Path(str(importlib.resources.files("gvtnet_zoo.model_specs")))
+    return resource_dir("model_specs")
 
 
 def bundled_spec_names() -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from gvtnet_zoo.data.synthetic import write_synthetic
 from gvtnet_zoo.spec_loading import bundled_spec_names, load_spec
 
 PAPER_SPECS = [
@@ -25,6 +28,18 @@ def valid_input(spec_name: str, multiples: tuple[int, ...], batch: int = 1, z_sl
     if spec.model.architecture == "gvtnet_projection":
         shape[0] = z_slices
     return torch.randn(batch, 1, *shape)
+
+
+@pytest.fixture(scope="session")
+def denoise_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training + 1 test synthetic 2D denoising pairs of 64x64."""
+    return write_synthetic("denoise", tmp_path_factory.mktemp("denoise2d"), 4, 1, (64, 64), seed=0)
+
+
+@pytest.fixture(scope="session")
+def denoise_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 training + 1 test synthetic 3D denoising pairs of 8x64x64."""
+    return write_synthetic("denoise", tmp_path_factory.mktemp("denoise3d"), 3, 1, (8, 64, 64), seed=1)
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from ..config import UNetCareConfig, UNetFnetConfig
-from ..nn.layers import conv, max_pool, strided_conv_down, transposed_conv
+from ..nn.layers import NearestUpsample, conv, max_pool, norm, strided_conv_down, transposed_conv
 from .heads import HeadedNetwork
 from .sizes import check_input
 
-_BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+TORCH_BN_MOMENTUM = 0.1  # pytorch_fnet used PyTorch's default batch norm
 
 
 def conv_relu_stack(spatial_dims: int, in_channels: int, widths: Sequence[int], batch_norm: bool) -> nn.Sequential:
@@ -25,14 +25,14 @@ def conv_relu_stack(spatial_dims: int, in_channels: int, widths: Sequence[int], 
     for width in widths:
         layers.append(conv(spatial_dims, in_channels, width, 3, bias=True))
         if batch_norm:
-            layers.append(_BATCH_NORM[spatial_dims](width))
+            layers.append(norm(spatial_dims, width, True, TORCH_BN_MOMENTUM))
         layers.append(nn.ReLU())
         in_channels = width
     return nn.Sequential(*layers)
 
 
 def _with_bn_relu(spatial_dims: int, layer: nn.Module, channels: int) -> nn.Sequential:
-    return nn.Sequential(layer, _BATCH_NORM[spatial_dims](channels), nn.ReLU())
+    return nn.Sequential(layer, norm(spatial_dims, channels, True, TORCH_BN_MOMENTUM), nn.ReLU())
 
 
 class UNetFnet(nn.Module):
@@ -98,7 +98,7 @@ class UNetCare(HeadedNetwork):
             in_channels = base * 2**n
         self.pool = max_pool(sd, 2)
         self.bottom = conv_relu_stack(sd, in_channels, self._widths(base, depth, n_conv), batch_norm=False)
-        self.upsample = nn.Upsample(scale_factor=2.0, mode="nearest")
+        self.upsample = NearestUpsample([2] * sd)
         self.decoder = nn.ModuleList()
         in_channels = self._widths(base, depth, n_conv)[-1]
         for n in reversed(range(depth)):

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .layers import NearestUpsampleYX, conv, transposed_conv
+from .layers import conv, nearest_upsample_yx, transposed_conv
 
 QueryMode = Literal["same", "down", "up", "up4"]
 
@@ -32,7 +32,7 @@ def _query_transform(spatial_dims: int, in_channels: int, out_channels: int, mod
     if mode == "up4":
         if in_channels != out_channels:
             raise ValueError("the up4 query is parameter-free, so it needs in_channels == out_channels")
-        return NearestUpsampleYX(spatial_dims, 4)
+        return nearest_upsample_yx(spatial_dims, 4)
     raise ValueError(f"query mode must be one of same, down, up, up4; got {mode!r}")
 
 

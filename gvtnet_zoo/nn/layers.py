@@ -93,12 +93,12 @@ def max_pool(spatial_dims: int, kernel_size: KernelSize) -> nn.Module:
     return _MAX_POOL[spatial_dims](kernel, stride=kernel)
 
 
-def norm(spatial_dims: int, channels: int, enabled: bool) -> nn.Module:
-    """Batch norm with the original TF momentum/eps when ``enabled``, else identity."""
+def norm(spatial_dims: int, channels: int, enabled: bool, momentum: float = BN_MOMENTUM) -> nn.Module:
+    """Batch norm (by default with the original TF momentum/eps) when ``enabled``, else identity."""
     _check_dims(spatial_dims)
     if not enabled:
         return nn.Identity()
-    return _BATCH_NORM[spatial_dims](channels, momentum=BN_MOMENTUM, eps=BN_EPS)
+    return _BATCH_NORM[spatial_dims](channels, momentum=momentum, eps=BN_EPS)
 
 
 def activation() -> nn.Module:
@@ -113,13 +113,25 @@ class PreActivation(nn.Sequential):
         super().__init__(norm(spatial_dims, channels, use_norm), activation())
 
 
-class NearestUpsampleYX(nn.Module):
-    """Parameter-free nearest up-sampling of the last two (y, x) axes: (B, C, [Z,] Y, X) -> (B, C, [Z,] fY, fX)."""
+class NearestUpsample(nn.Module):
+    """Nearest up-sampling by repeating voxels: (B, C, *S) -> (B, C, *(S * factors)).
 
-    def __init__(self, spatial_dims: int, factor: int = 4) -> None:
+    ``repeat_interleave`` rather than ``F.interpolate``: scripted interpolate calls carry the Python
+    signature of the PyTorch that wrote them and fail to load in older engines (deepImageJ's, 2.0).
+    """
+
+    def __init__(self, factors: Sequence[int]) -> None:
         super().__init__()
-        _check_dims(spatial_dims)
-        self.scale: list[float] = [1.0] * (spatial_dims - 2) + [float(factor), float(factor)]
+        self.factors: list[int] = [int(f) for f in factors]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
+        for axis, factor in enumerate(self.factors):
+            if factor > 1:
+                x = x.repeat_interleave(factor, dim=2 + axis)
+        return x
+
+
+def nearest_upsample_yx(spatial_dims: int, factor: int = 4) -> NearestUpsample:
+    """Parameter-free up-sampling of the last two (y, x) axes only: (B, C, [Z,] Y, X) -> (B, C, [Z,] fY, fX)."""
+    _check_dims(spatial_dims)
+    return NearestUpsample([1] * (spatial_dims - 2) + [factor, factor])

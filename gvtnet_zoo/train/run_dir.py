@@ -48,12 +48,17 @@ class RunDir:
     def samples(self) -> Path:
         return self.root / "samples"
 
+    @property
+    def validation_sample(self) -> tuple[Path, Path]:
+        """A held-out (input, target) pair, raw, kept for the package's test tensors and cover."""
+        return self.root / "validation_sample" / "input.tif", self.root / "validation_sample" / "target.tif"
+
     def holds_run(self) -> bool:
         return self.spec.exists() or self.last.exists()
 
     def clear(self) -> None:
         """Remove what a run writes (and nothing else the user may keep in the folder)."""
-        for path in (self.checkpoints, self.tensorboard, self.samples):
+        for path in (self.checkpoints, self.tensorboard, self.samples, self.validation_sample[0].parent):
             shutil.rmtree(path, ignore_errors=True)
         for path in (self.spec, self.metrics, self.curves):
             path.unlink(missing_ok=True)

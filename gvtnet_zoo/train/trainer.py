@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..atomic import write_text_atomically
 from ..config import Provenance, Spec
+from ..data.io import write_tiff
 from ..data.normalization import normalize_input, normalize_target
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
@@ -140,6 +141,8 @@ def _prepare(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: s
             run.clear()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         write_text_atomically(run.spec, dump_spec(spec))
+        for path, image in zip(run.validation_sample, (val_pairs[0].source, val_pairs[0].target)):
+            write_tiff(path, image)
     return spec, run, _normalized(train_pairs, spec), _normalized(val_pairs, spec), start
 
 

@@ -47,3 +47,10 @@ def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(Exception):
         export_onnx(model, torch.zeros(1, 1, 4, 8, 8), tmp_path / "model.onnx")  # 3D input to a 2D net
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ALL_SPECS)
+def test_scripted_graphs_avoid_interpolate(name: str) -> None:
+    """Scripted F.interpolate calls do not load in PyTorch 2.0 (deepImageJ); nearest up-sampling repeats voxels."""
+    graph = str(script_model(build_model(load_spec(name))).inlined_graph)
+    assert "interpolate" not in graph and "upsample" not in graph

@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from gvtnet_zoo.data.synthetic import write_synthetic
 
 TINY = [
     "model.base_channels=4", "data.patch_size=[32,32]", "data.batch_size=2", "data.workers=0",
     "data.val_patches=2", "train.steps=6", "train.val_every=3", "train.checkpoint_every=3", "train.log_every=1",
     "train.lr_decay_every=2", "train.lr_decay_factor=0.5",
 ]
-
-
-@pytest.fixture(scope="session")
-def denoise_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic("denoise", tmp_path_factory.mktemp("denoise2d"), 4, 1, (64, 64), seed=0)
 
 
 def tiny_args(*extra: str) -> list[str]:

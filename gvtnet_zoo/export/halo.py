@@ -1,0 +1,60 @@
+"""The output halo a tiling consumer should crop: the network's convolutional receptive-field radius.
+
+Every convolution, transposed convolution and pooling called in one forward pass widens the
+receptive field by (k - 1) // 2 (pooling: k - 1) voxels of its own resolution, i.e. times the
+ratio of the network input's size to that layer's input size. Summing over all layers bounds the
+deepest path's radius from above (parallel branches only add to the bound). The attention of a
+GVTO is global and has no finite radius: the halo removes the seams of the convolutions, and
+global-context inference is what makes a GVTNet's tiles exact. Each halo is rounded up to the
+axis's size step, so a valid tile stays valid with the halo added on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..nn.layers import as_tuple
+
+_LAYERS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MaxPool2d, nn.MaxPool3d)
+
+
+def receptive_field_radius(model: nn.Module, input_shape: Sequence[int]) -> list[float]:
+    """Radius per input space axis, in input voxels, from one eval forward of zeros (B, C, *S)."""
+    spatial = list(input_shape[2:])
+    radius = [0.0] * len(spatial)
+
+    def widen(module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        size = inputs[0].shape[2:]
+        kernel = as_tuple(module.kernel_size, len(size))
+        dilation = as_tuple(getattr(module, "dilation", 1), len(size))
+        pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
+        first = len(spatial) - len(size)  # a 2D layer after a 3D->2D projection acts on the last two axes
+        for axis, (k, d, s) in enumerate(zip(kernel, dilation, size), start=first):
+            reach = (k - 1) if pooling else (k - 1) // 2 * d
+            radius[axis] += reach * spatial[axis] / s
+
+    hooks = [m.register_forward_hook(widen) for m in model.modules() if isinstance(m, _LAYERS)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(*input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return radius
+
+
+def output_halo(model: nn.Module, input_shape: Sequence[int], step: Sequence[int]) -> dict[str, int]:
+    """Halo of the y and x output axes, rounded up to the axis's step.
+
+    z gets none: a halo forces every tile to be larger than twice it, and stacks are often only a
+    few dozen slices deep, so 3D packages are tiled in y and x and keep z whole.
+    """
+    radius = receptive_field_radius(model, input_shape)[-2:]
+    return {axis: max(s, math.ceil(r / s) * s) for axis, r, s in zip("yx", radius, step[-2:])}

@@ -1,0 +1,254 @@
+"""``gvtnet-zoo package``: a trained run as a bioimage.io package that passes the zoo's own tests.
+
+Weights are checked against the eager network before they are written; the zip is built in a
+working folder, tested with bioimageio.core for every weight format, and only then renamed to
+the requested path. A package that fails is kept as NAME.failed.zip and the failures are listed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import Spec
+from ..data.io import read_image, write_tiff
+from ..data.normalization import normalize_input
+from ..errors import UserError
+from ..models import build_model, count_parameters
+from ..spec_loading import load_spec
+from ..train.checkpoint import load_checkpoint
+from ..train.run_dir import RunDir
+from .architecture import network_kwargs, write_architecture
+from .compat import plain_file_references
+from .cover import write_cover
+from .halo import output_halo
+from .model_card import TASKS, citations, render_model_card, task_of, validation_table
+from .rdf import PackageFiles, build_description
+from .weights import export_onnx, script_model
+from .zoo_test import WEIGHT_FORMATS, format_results, run_zoo_tests
+
+MAX_TEST_SIZE = {2: (512, 512), 3: (64, 256, 256)}  # test tensors stay small enough to ship and to run in Fiji
+CHECK_TOLERANCE = 1e-4  # each weight file against the eager network, relative to the output's range
+REPRODUCIBILITY_TOLERANCE = 1e-3  # relative, and times the output's largest magnitude as the absolute part
+
+
+class PackageFailed(Exception):
+    """The package did not pass its checks; the message lists why."""
+
+
+def _load_run(run: RunDir, checkpoint: str) -> tuple[Spec, nn.Module, dict]:
+    if not run.spec.is_file():
+        raise UserError(f"{run.root} is not a training run (no spec.yaml); give the --out folder of gvtnet-zoo train")
+    spec = load_spec(run.spec)
+    path = run.best if checkpoint == "best" else run.last
+    if not path.is_file():
+        other = "last" if checkpoint == "best" else "best"
+        raise UserError(f"{path} not found; train the run to a checkpoint, or use --checkpoint {other}")
+    state = load_checkpoint(path)
+    model = build_model(spec)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise UserError(f"{path} does not hold weights of the run's network ({str(err).splitlines()[0][:200]}); "
+                        "package the run that wrote it") from None
+    return spec, model.eval(), state
+
+
+def _centre_crop(image: np.ndarray, step: Sequence[int], dims: int) -> np.ndarray:
+    """The largest centred crop whose axes are multiples of the step and within MAX_TEST_SIZE."""
+    limits = MAX_TEST_SIZE[dims]
+    sizes = [min(size, limit) // s * s for size, limit, s in zip(image.shape, limits, step)]
+    if min(sizes) == 0:
+        raise UserError(f"the sample image {image.shape} is smaller than the network's step {list(step)}; "
+                        "give a larger --sample")
+    window = tuple(slice((size - crop) // 2, (size - crop) // 2 + crop) for size, crop in zip(image.shape, sizes))
+    return image[window]
+
+
+def _test_image(run: RunDir, spec: Spec, sample: Optional[Path]) -> np.ndarray:
+    path = sample if sample is not None else run.validation_sample[0]
+    if sample is None and not path.is_file():
+        raise UserError(f"{run.root} has no validation sample; give an input image with --sample")
+    image = read_image(path)
+    if image.ndim != spec.model.input_dims:
+        raise UserError(f"the sample {path} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
+    if not np.isfinite(image).all():
+        raise UserError(f"the sample {path} contains NaN or Inf values; give another --sample")
+    return _centre_crop(image, spec.model.size_step(), spec.model.input_dims)
+
+
+def _load_architecture(path: Path) -> Callable[..., nn.Module]:
+    module_spec = importlib.util.spec_from_file_location("gvtnet_zoo_network_check", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.build_network
+
+
+def _check(name: str, produced: np.ndarray, expected: np.ndarray) -> None:
+    scale = max(1.0, float(np.abs(expected).max()))
+    worst = float(np.abs(produced - expected).max()) if produced.shape == expected.shape else float("inf")
+    if worst > CHECK_TOLERANCE * scale:
+        raise PackageFailed(f"the {name} weights give outputs {produced.shape} differing from the network's "
+                            f"{expected.shape} by up to {worst:.3g}; not packaged")
+
+
+def _write_weights(model: nn.Module, spec: Spec, formats: Sequence[str], work: Path, x: torch.Tensor,
+                   expected: np.ndarray) -> tuple[dict[str, Path], Path]:
+    """Each format written and checked against ``expected`` (the eager output for ``x``)."""
+    weights: dict[str, Path] = {}
+    architecture = write_architecture(work / "gvtnet_zoo_network.py")
+    if "pytorch_state_dict" in formats:
+        weights["pytorch_state_dict"] = work / "weights.pt"
+        torch.save(model.state_dict(), weights["pytorch_state_dict"])
+        rebuilt = _load_architecture(architecture)(network_kwargs(spec.model)).eval()
+        rebuilt.load_state_dict(torch.load(weights["pytorch_state_dict"], weights_only=True))
+        with torch.no_grad():
+            _check("pytorch_state_dict", rebuilt(x).numpy(), expected)
+    if "torchscript" in formats:
+        weights["torchscript"] = work / "weights_torchscript.pt"
+        script_model(model).save(str(weights["torchscript"]))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated.*")
+            _check("torchscript", torch.jit.load(str(weights["torchscript"])).eval()(x).numpy(), expected)
+    if "onnx" in formats:
+        import onnxruntime
+
+        weights["onnx"] = export_onnx(model, x, work / "weights.onnx", spec.export.onnx_opset)
+        session = onnxruntime.InferenceSession(str(weights["onnx"]), providers=["CPUExecutionProvider"])
+        _check("onnx", session.run(None, {"input": x.numpy()})[0], expected)
+    return weights, architecture
+
+
+def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], halo: dict[str, int],
+                 formats: Sequence[str], name: str, description: str) -> dict[str, str]:
+    task = task_of(spec)
+    data = spec.data
+    if data.normalization == "zscore":
+        normalization = "zero mean, unit variance (`zero_mean_unit_variance`), input and target"
+        target_scale = "zero mean, unit variance per training image"
+    else:
+        normalization = (f"input percentiles {data.input_percentiles[0]} / {data.input_percentiles[1]} to 0 / 1 "
+                         f"(`scale_range`); targets {data.target_percentiles[0]} / {data.target_percentiles[1]}")
+        target_scale = f"the targets' {data.target_percentiles[0]} / {data.target_percentiles[1]} percentiles at 0 / 1"
+    axes = "z, y, x" if spec.model.input_dims == 3 else "y, x"
+    provenance = spec.provenance
+    return {
+        "name": name, "description": description, "task_text": TASKS[task], "spec_name": spec.name,
+        "architecture_title": "GVTNet" if "gvtnet" in spec.model.architecture else "U-Net",
+        "architecture_line": spec.model.architecture + (", projection net + 2D GVTNet"
+                                                       if spec.model.architecture == "gvtnet_projection" else ""),
+        "parameters": f"{parameters:,}", "step": " x ".join(map(str, step)), "halo": f"{halo['y']} (y) x {halo['x']} (x)",
+        "min_yx": str(step[-1] + 2 * halo["x"]),
+        "input_text": f"one channel, {spec.model.input_dims}D ({axes}), float32",
+        "output_text": f"one channel, {spec.model.output_dims}D" + (" (z projected away)" if task == "surface-projection" else ""),
+        "weight_formats": ", ".join(formats), "zoo_version": __version__, "torch_version": torch.__version__,
+        "data_text": (f"{provenance.data}: {provenance.train_images} training and {provenance.val_images} held-out "
+                      "images." if provenance else "Not recorded."),
+        "loss": spec.train.loss, "lr": str(spec.train.lr), "betas": str(list(spec.train.betas)),
+        "steps": f"{spec.train.steps:,}", "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
+        "normalization_text": normalization, "target_scale": target_scale,
+        "validation_table": validation_table(run.metrics),
+        "limitations": ("Trained on the data described above only: expect it to fail on other microscopes, stains, "
+                        "magnifications or noise levels without retraining. A restored image is a prediction, not a "
+                        "measurement; check it against real acquisitions before drawing conclusions."),
+        "citations": "\n".join(f"- {c['text']} doi:{c['doi']}" for c in citations()),
+    }
+
+
+def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
+                weight_formats: Optional[Sequence[str]] = None, name: Optional[str] = None,
+                description: Optional[str] = None, authors: Sequence[str] = (), license_id: Optional[str] = None,
+                sample: Optional[str | Path] = None, echo: Callable[[str], None] = print) -> Path:
+    """Write ``out`` (a .zip) from the run folder ``run_path``; raises UserError or PackageFailed."""
+    run, out = RunDir(Path(run_path)), Path(out)
+    if out.suffix != ".zip":
+        raise UserError(f"--out {out} must end in .zip")
+    if not out.parent.is_dir():
+        raise UserError(f"the folder {out.parent} for --out does not exist; create it first")
+    formats = list(weight_formats or run_formats(run))
+    unknown = sorted(set(formats) - set(WEIGHT_FORMATS))
+    if unknown or not formats:
+        raise UserError(f"unknown weight format(s) {unknown or formats}; use any of {', '.join(WEIGHT_FORMATS)}")
+    spec, model, _ = _load_run(run, checkpoint)
+    raw = _test_image(run, spec, Path(sample) if sample else None)
+    x = torch.from_numpy(normalize_input(raw, spec.data))[None, None]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    step = spec.model.size_step()
+    halo = output_halo(model, tuple(x.shape), step)
+    smallest = {axis: step[-2 + i] + 2 * halo[axis] for i, axis in enumerate("yx")}
+    if any(raw.shape[-2 + i] < smallest[axis] for i, axis in enumerate("yx")):
+        raise UserError(f"the test image {raw.shape} is smaller than the package's smallest tile "
+                        f"(y {smallest['y']}, x {smallest['x']}: one step plus twice the halo); give a larger --sample")
+    parameters = count_parameters(model)
+    name = name or spec.name
+    description = description or spec.description or f"{spec.model.architecture} trained with gvtnet-zoo"
+
+    with tempfile.TemporaryDirectory(prefix="gvtnet-zoo-package-") as tmp:
+        work = Path(tmp)
+        weights, architecture = _write_weights(model, spec, formats, work, x, expected)
+        files = PackageFiles(
+            test_input=work / "test_input.npy", test_output=work / "test_output.npy",
+            sample_input=work / "sample_input.tif", sample_output=work / "sample_output.tif",
+            readme=work / "README.md", cover=work / "cover.png", weights=weights, architecture=architecture,
+            attachments=[work / "spec.yaml"] + ([work / "metrics.csv"] if run.metrics.exists() else []),
+        )
+        np.save(files.test_input, raw[None, None].astype(np.float32))
+        np.save(files.test_output, expected.astype(np.float32))
+        write_tiff(files.sample_input, raw[None, None].astype(np.float32))
+        write_tiff(files.sample_output, expected.astype(np.float32))
+        shutil.copy(run.spec, work / "spec.yaml")
+        if run.metrics.exists():
+            shutil.copy(run.metrics, work / "metrics.csv")
+        write_cover(files.cover, raw, expected[0, 0], ("input", f"{name} output"))
+        files.readme.write_text(render_model_card(_card_values(spec, run, parameters, step, halo, formats, name,
+                                                               description)))
+        descr = build_description(
+            spec, files, name=name, description=description, authors=list(authors) or spec.export.authors,
+            license_id=license_id or spec.export.license, citations=citations(), network_kwargs=network_kwargs(spec.model),
+            halo=halo, parameters=parameters,
+            tolerance=(REPRODUCIBILITY_TOLERANCE, REPRODUCIBILITY_TOLERANCE * float(np.abs(expected).max())),
+            torch_version=torch.__version__.split("+")[0], task=task_of(spec),
+            tags=_tags(spec) + list(spec.export.tags),
+        )
+        built = _save(descr, work / "package.zip")
+        plain_file_references(built)
+        results = run_zoo_tests(built, formats)
+        passed = all(r.passed for r in results)
+        final = out if passed else out.with_name(out.name[: -len(".zip")] + ".failed.zip")
+        shutil.move(str(built), str(final.with_name(f".{final.name}.tmp")))
+        os.replace(final.with_name(f".{final.name}.tmp"), final)
+    echo(f"bioimageio.core test_model on {final.name}:\n{format_results(results)}")
+    if not passed:
+        raise PackageFailed(f"the package failed the zoo's tests and was kept as {final} for inspection")
+    echo(f"wrote {final} ({final.stat().st_size / 1e6:.1f} MB; {', '.join(formats)})")
+    return final
+
+
+def run_formats(run: RunDir) -> list[str]:
+    """The weight formats a run's spec asks for."""
+    return list(load_spec(run.spec).export.weight_formats) if run.spec.is_file() else list(WEIGHT_FORMATS)
+
+
+def _tags(spec: Spec) -> list[str]:
+    task = task_of(spec)
+    modality = {"label-free-prediction": "transmitted-light-microscopy"}.get(task, "fluorescence-light-microscopy")
+    dims = "3d" if spec.model.input_dims == 3 else "2d"
+    network = "gvtnet" if "gvtnet" in spec.model.architecture else "unet"
+    return [modality, dims, task, "image-restoration", "pytorch", network, "gvtnet-zoo"]
+
+
+def _save(descr: object, path: Path) -> Path:
+    from bioimageio.spec import save_bioimageio_package
+
+    return Path(save_bioimageio_package(descr, output_path=path))

@@ -1,0 +1,52 @@
+"""Running bioimageio.core's own test_model on a package, per weight format, summarized readably."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..devices import onnx_providers, torch_devices
+
+WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
+
+
+@dataclass
+class FormatResult:
+    weight_format: str
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def run_zoo_tests(package: Path, weight_formats: Sequence[str]) -> list[FormatResult]:
+    """bioimageio.core.test_model for each format on the devices that work here; failures list location and message."""
+    from bioimageio.core import test_model
+
+    results = []
+    for weight_format in weight_formats:
+        devices = onnx_providers() if weight_format == "onnx" else torch_devices()
+        summary = test_model(str(package), weight_format=weight_format, devices=devices)
+        failures = []
+        for detail in summary.details:
+            if detail.status == "failed":
+                messages = [f"{'.'.join(map(str, e.loc)) or '-'}: {e.msg}" for e in detail.errors] or ["failed"]
+                failures.extend(f"{detail.name}: {m}" for m in messages)
+        results.append(FormatResult(weight_format, summary.status != "failed" and not failures, failures))
+    return results
+
+
+def format_results(results: Sequence[FormatResult]) -> str:
+    """One line per weight format, then the failing checks indented below it."""
+    lines = []
+    for result in results:
+        lines.append(f"  {result.weight_format:20s} {'passed' if result.passed else 'FAILED'}")
+        lines.extend(f"      {failure[:400]}" for failure in result.failures)
+    return "\n".join(lines)
+
+
+def weight_formats_in(package: Path) -> list[str]:
+    """The weight formats a package declares (zip, folder or rdf.yaml)."""
+    from bioimageio.spec import load_model_description
+
+    descr = load_model_description(str(package), perform_io_checks=False)
+    return [f for f in WEIGHT_FORMATS if getattr(descr.weights, f, None) is not None]

@@ -1,0 +1,164 @@
+"""gvtnet-zoo package: zoo-tested packages, standalone state dicts, what the rdf carries, clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ruyaml import YAML
+
+from gvtnet_zoo.cli import main
+from gvtnet_zoo.export.package import package_run
+from gvtnet_zoo.spec_loading import load_spec
+from gvtnet_zoo.train.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["data.workers=0", "data.val_patches=2", "train.steps=3", "train.val_every=3", "train.checkpoint_every=3",
+        "train.log_every=1", "data.batch_size=2"]
+RUNS = {
+    "2d": ("demo-gvtnet-label-free-2d", ["model.base_channels=4", "data.patch_size=[32,32]"]),
+    "3d": ("demo-gvtnet-care-denoise-3d", ["model.base_channels=4", "data.patch_size=[8,32,32]"]),
+}
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory: pytest.TempPathFactory, denoise_2d: Path, denoise_3d: Path) -> dict[str, Path]:
+    """A tiny trained and packaged run per dimensionality (the package step runs the zoo's test_model)."""
+    out = {}
+    for key, (name, overrides) in RUNS.items():
+        root = tmp_path_factory.mktemp(f"package{key}")
+        data = denoise_2d if key == "2d" else denoise_3d
+        train(load_spec(name, TINY + overrides), data / "train", root / "run", val=data / "test", device="cpu")
+        out[key] = package_run(root / "run", root / f"model{key}.zip", echo=lambda _: None)
+    return out
+
+
+def _rdf(package: Path) -> dict:
+    with zipfile.ZipFile(package) as archive:
+        return YAML(typ="safe").load(archive.read("rdf.yaml"))
+
+
+@pytest.mark.parametrize("key", ["2d", "3d"])
+def test_package_passes_the_zoo_tests_for_every_format(packages: dict[str, Path], key: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", str(packages[key])]) == 0
+    out = capsys.readouterr().out
+    for weight_format in ("pytorch_state_dict", "torchscript", "onnx"):
+        assert f"{weight_format:20s} passed" in out
+
+
+@pytest.mark.parametrize("key", ["2d", "3d"])
+def test_the_rdf_carries_what_consumers_need(packages: dict[str, Path], key: str) -> None:
+    rdf = _rdf(packages[key])
+    names = zipfile.ZipFile(packages[key]).namelist()
+    assert rdf["documentation"] == "README.md" and rdf["covers"] == ["cover.png"]  # plain paths for ilastik
+    assert {"README.md", "cover.png", "spec.yaml", "metrics.csv", "gvtnet_zoo_network.py", "test_input.npy",
+            "test_output.npy", "sample_input.tif", "sample_output.tif"} <= set(names)
+    assert [c["doi"] for c in rdf["cite"]] == ["10.1038/s42256-020-00283-x"]
+    assert rdf["license"] == "MIT" and {"pytorch", "gvtnet", key} <= set(rdf["tags"])
+    weights = rdf["weights"]
+    assert sorted(weights) == ["onnx", "pytorch_state_dict", "torchscript"]
+    assert [f for f, w in weights.items() if "parent" not in w] == ["pytorch_state_dict"]
+    assert weights["onnx"]["opset_version"] == 17
+    (tensor_in,), (tensor_out,) = rdf["inputs"], rdf["outputs"]
+    space = ["y", "x"] if key == "2d" else ["z", "y", "x"]
+    assert [a["type"] for a in tensor_in["axes"]] == ["batch", "channel"] + ["space"] * len(space)
+    assert [a.get("id") for a in tensor_in["axes"][2:]] == space
+    step = 4
+    sizes = {a["id"]: a["size"] for a in tensor_in["axes"][2:]}
+    halos = {a["id"]: a.get("halo", 0) for a in tensor_out["axes"][2:]}
+    for axis in space:
+        assert sizes[axis]["step"] == step and sizes[axis]["min"] == step + 2 * halos[axis]
+    assert halos["y"] > 0 and halos.get("z", 0) == 0
+    assert all(a["size"] == {"tensor_id": "input", "axis_id": a["id"]} for a in tensor_out["axes"][2:])
+    normalization = tensor_in["preprocessing"][-2 if tensor_in["preprocessing"][-1]["id"] == "ensure_dtype" else -1]
+    assert normalization["id"] == "scale_range"
+    assert normalization["kwargs"]["min_percentile"] == 0.1 and normalization["kwargs"]["max_percentile"] == 99.8
+    config = rdf["config"]
+    assert config["bioimageio"]["reproducibility_tolerance"][0]["absolute_tolerance"] > 0
+    assert config["deepimagej"]["allow_tiling"] is True
+    assert "# Validation" in zipfile.ZipFile(packages[key]).read("README.md").decode()
+    assert "github_user" not in json.dumps(rdf)
+
+
+def test_sigma_head_is_not_an_output(packages: dict[str, Path]) -> None:
+    with zipfile.ZipFile(packages["3d"]) as archive:
+        expected = np.load(archive.open("test_output.npy"))
+        test_input = np.load(archive.open("test_input.npy"))
+    assert expected.shape == test_input.shape and len(_rdf(packages["3d"])["outputs"]) == 1
+
+
+def test_state_dict_loads_with_torch_alone(packages: dict[str, Path], tmp_path: Path) -> None:
+    with zipfile.ZipFile(packages["3d"]) as archive:
+        archive.extractall(tmp_path)
+    kwargs = _rdf(packages["3d"])["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    (tmp_path / "kwargs.json").write_text(json.dumps(kwargs))
+    script = f"""
+import sys, json, importlib.util, numpy as np, torch
+sys.modules["gvtnet_zoo"] = None  # make sure nothing of gvtnet-zoo can be imported
+spec = importlib.util.spec_from_file_location("net", r"{tmp_path / 'gvtnet_zoo_network.py'}")
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+net = module.build_network(**json.load(open(r"{tmp_path / 'kwargs.json'}"))).eval()
+net.load_state_dict(torch.load(r"{tmp_path / 'weights.pt'}", weights_only=True))
+x = np.load(r"{tmp_path / 'test_input.npy'}")
+low, high = np.percentile(x, [0.1, 99.8]); x = (x - low) / (high - low + 1e-6)
+with torch.no_grad():
+    y = net(torch.from_numpy(x.astype(np.float32))).numpy()
+print(float(np.abs(y - np.load(r"{tmp_path / 'test_output.npy'}")).max()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip()) < 1e-4
+
+
+def test_ilastik_era_reader_accepts_the_package(packages: dict[str, Path]) -> None:
+    """bioimageio.spec 0.5.9.1 (ilastik's bundled reader) in its own environment, built by `make venv`."""
+    python = Path(os.environ.get("GVTNET_ZOO_OLD_SPEC_PYTHON", REPO / ".venv-oldspec" / "bin" / "python"))
+    if not python.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{python} is missing; `make test` builds it")
+        pytest.skip(f"{python} not built; run `make venv`")
+    script = ("import sys; from bioimageio.spec import load_description, __version__ as v\n"
+              "d = load_description(sys.argv[1], perform_io_checks=True)\n"
+              "print(v, type(d).__name__, d.validation_summary.status)")
+    for package in packages.values():
+        result = subprocess.run([str(python), "-c", script, str(package)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split()[:2] == ["0.5.9.1", "ModelDescr"], result.stdout
+
+
+def test_run_without_checkpoints_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["package", str(run), "--out", str(tmp_path / "m.zip")]) == 2
+    assert "not a training run" in capsys.readouterr().err
+    (run / "spec.yaml").write_text("name: x\n")
+    assert main(["package", str(run), "--out", str(tmp_path / "m.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt not found" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_broken_weight_file_is_one_clear_line(packages: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = packages["2d"].parent / "run"
+    broken = tmp_path / "run"
+    broken.mkdir()
+    for name in ("spec.yaml", "metrics.csv"):
+        (broken / name).write_bytes((run / name).read_bytes())
+    (broken / "checkpoints").mkdir()
+    (broken / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and err.count("\n") == 1 and "Traceback" not in err
+    torch.save({"model": {"nonsense": torch.zeros(1)}}, broken / "checkpoints" / "best.pt")
+    assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
+    assert "does not hold weights of the run's network" in capsys.readouterr().err
+    assert not (tmp_path / "m.zip").exists()
