@@ -53,4 +53,4 @@ def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
 def test_scripted_graphs_avoid_interpolate(name: str) -> None:
     """Scripted F.interpolate calls do not load in PyTorch 2.0 (deepImageJ); nearest up-sampling repeats voxels."""
     graph = str(script_model(build_model(load_spec(name))).inlined_graph)
-    assert "interpolate" not in graph and "upsample" not in graph
+    assert "functional.interpolate" not in graph and "aten::upsample" not in graph
