@@ -124,7 +124,7 @@ def test_ilastik_era_reader_accepts_the_package(packages: dict[str, Path]) -> No
     if not python.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{python} is missing; `make test` builds it")
-        pytest.skip(f"{python} not built; run `make venv`")
+        pytest.skip(f"{python} not built; `make oldspec` (part of `make test`) builds it")
     script = ("import sys; from bioimageio.spec import load_description, __version__ as v\n"
               "d = load_description(sys.argv[1], perform_io_checks=True)\n"
               "print(v, type(d).__name__, d.validation_summary.status)")
