@@ -64,6 +64,14 @@ def _test(args: argparse.Namespace) -> None:
         raise PackageFailed(f"{args.model} failed the zoo's tests")
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from .predict.run import predict_files
+
+    mode = "whole" if args.whole else "tile" if args.tile else "auto"
+    predict_files(args.model, args.inputs, args.out, weight_format=args.weight_format, device=args.device,
+                  mode=mode, tile=args.tile, axes=args.axes, overwrite=args.overwrite)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -107,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("model", help="a package .zip, its folder or its rdf.yaml")
     test.add_argument("--weight-format", choices=["pytorch_state_dict", "torchscript", "onnx"])
     test.set_defaults(handler=_test)
+    predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files through bioimageio.core")
+    predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF or .npy files, or folders of them")
+    predict.add_argument("--out", required=True, help="folder for the predictions (same file names as the inputs)")
+    predict.add_argument("--weight-format", choices=["onnx", "torchscript", "pytorch_state_dict"],
+                         help="default: onnx, then torchscript; pytorch_state_dict (runs package code) only if named")
+    predict.add_argument("--device", default="auto", help="auto (CUDA when it works), cpu, cuda or cuda:N")
+    whole_or_tiles = predict.add_mutually_exclusive_group()
+    whole_or_tiles.add_argument("--whole", action="store_true", help="predict each image at once")
+    whole_or_tiles.add_argument("--tile", metavar="Z,Y,X", help="predict in tiles of about this size (halos cropped)")
+    predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
+    predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict.set_defaults(handler=_predict)
     synth = sub.add_parser("synth", help="write synthetic microscopy pairs for tests and demos")
     synth.add_argument("task", choices=["denoise", "label-free", "projection"])
     synth.add_argument("--out", required=True, help="folder to write train/ and test/ into")

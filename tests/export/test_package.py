@@ -15,31 +15,8 @@ import torch
 from ruyaml import YAML
 
 from gvtnet_zoo.cli import main
-from gvtnet_zoo.export.package import package_run
-from gvtnet_zoo.spec_loading import load_spec
-from gvtnet_zoo.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["data.workers=0", "data.val_patches=2", "train.steps=3", "train.val_every=3", "train.checkpoint_every=3",
-        "train.log_every=1", "data.batch_size=2"]
-RUNS = {
-    "2d": ("demo-gvtnet-label-free-2d", ["model.base_channels=4", "data.patch_size=[32,32]"]),
-    "3d": ("demo-gvtnet-care-denoise-3d", ["model.base_channels=4", "data.patch_size=[8,32,32]"]),
-}
-
-
-@pytest.fixture(scope="session")
-def packages(tmp_path_factory: pytest.TempPathFactory, denoise_2d: Path, denoise_3d: Path) -> dict[str, Path]:
-    """A tiny trained and packaged run per dimensionality (the package step runs the zoo's test_model)."""
-    out = {}
-    for key, (name, overrides) in RUNS.items():
-        root = tmp_path_factory.mktemp(f"package{key}")
-        data = denoise_2d if key == "2d" else denoise_3d
-        train(load_spec(name, TINY + overrides), data / "train", root / "run", val=data / "test", device="cpu")
-        out[key] = package_run(root / "run", root / f"model{key}.zip", echo=lambda _: None)
-    return out
-
-
 def _rdf(package: Path) -> dict:
     with zipfile.ZipFile(package) as archive:
         return YAML(typ="safe").load(archive.read("rdf.yaml"))

@@ -1,0 +1,1 @@
+"""Running bioimage.io packages (ours or anyone's) on microscopy files through bioimageio.core."""

@@ -1,0 +1,86 @@
+"""Loading a zoo package for prediction: which weights run, on which device, and what is safe to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..devices import onnx_providers
+from ..errors import UserError
+from ..train.distributed import choose_device
+
+PREFERENCE = ("onnx", "torchscript", "pytorch_state_dict")  # state dicts run package code: last, and only if asked
+
+
+@dataclass
+class ZooModel:
+    descr: Any  # bioimageio.spec ModelDescr (format 0.4 or 0.5)
+    weight_format: str
+    devices: list[str]
+    device_label: str
+
+    @property
+    def input_ids(self) -> list[str]:
+        return [str(getattr(t, "id", None) or getattr(t, "name")) for t in self.descr.inputs]
+
+    @property
+    def output_ids(self) -> list[str]:
+        return [str(getattr(t, "id", None) or getattr(t, "name")) for t in self.descr.outputs]
+
+    @property
+    def made_by_gvtnet_zoo(self) -> bool:
+        config = getattr(self.descr, "config", None)
+        extra = getattr(config, "model_extra", None) or (config if isinstance(config, dict) else {})
+        return "gvtnet_zoo" in (extra or {})
+
+
+def _available(descr: Any) -> list[str]:
+    return [f for f in PREFERENCE if getattr(descr.weights, f, None) is not None]
+
+
+def _devices(weight_format: str, request: str) -> tuple[list[str], str]:
+    if weight_format == "onnx":
+        if request == "cpu":
+            return ["CPUExecutionProvider"], "CPU (onnxruntime)"
+        providers = onnx_providers()
+        if request.startswith("cuda") and providers != ["CUDAExecutionProvider"]:
+            raise UserError("--device cuda: onnxruntime's CUDA provider does not load here; use --device cpu "
+                            "or --weight-format torchscript")
+        return providers, "CUDA (onnxruntime)" if providers == ["CUDAExecutionProvider"] else "CPU (onnxruntime)"
+    device = str(choose_device(request))
+    return [device], device
+
+
+def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, device: str = "auto",
+                   echo: Any = print) -> ZooModel:
+    """Read and validate a package (zip, folder or rdf.yaml) and choose its weights and devices."""
+    from bioimageio.spec import InvalidDescr, load_model_description
+
+    if not Path(source).exists():
+        raise UserError(f"model {source} not found; give a bioimage.io package (.zip), its folder or its rdf.yaml")
+    try:
+        descr = load_model_description(str(source), perform_io_checks=False)
+    except Exception as err:  # noqa: BLE001 - the reader raises many kinds for a broken package
+        raise UserError(f"cannot read the model {source}: {str(err).splitlines()[0][:300]}") from None
+    if isinstance(descr, InvalidDescr):
+        errors = descr.validation_summary.errors
+        first = f"{'.'.join(map(str, errors[0].loc))}: {errors[0].msg}" if errors else "invalid description"
+        raise UserError(f"{source} is not a valid bioimage.io model ({first[:300]})")
+    available = _available(descr)
+    if weight_format is not None:
+        if weight_format not in available:
+            raise UserError(f"{source} has no {weight_format} weights; it has {', '.join(available) or 'none we can run'}")
+        chosen = weight_format
+    else:
+        runnable = [f for f in available if f != "pytorch_state_dict"]
+        if not runnable:
+            raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code shipped in "
+                            "the package; if you trust its source, run it with --weight-format pytorch_state_dict")
+        chosen = runnable[0]
+    if chosen == "pytorch_state_dict":
+        architecture = descr.weights.pytorch_state_dict.architecture
+        echo(f"note: running the Python code shipped in the package ({getattr(architecture, 'source', architecture)}) "
+             "because --weight-format pytorch_state_dict was asked for")
+    devices, label = _devices(chosen, device)
+    return ZooModel(descr, chosen, devices, label)

@@ -1,0 +1,204 @@
+"""``gvtnet-zoo predict``: any zoo package on files, the prediction pipeline created once for all of them.
+
+Modes: whole (the image at once, padded on the far side to a valid size and cropped back), tiled
+(bioimageio.core's blocks, halos cropped), or auto (whole when the image is small enough).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
+from .model import ZooModel, load_zoo_model
+
+WHOLE_VOXELS = 2**24  # auto mode predicts images up to this many voxels whole (a 256^3 volume)
+DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
+
+
+@dataclass
+class PredictionSummary:
+    files: int
+    voxels: int
+    seconds: float
+    device: str
+    weight_format: str
+
+    def line(self) -> str:
+        rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
+        return (f"predicted {self.files} file(s), {self.voxels:,} voxels in {self.seconds:.1f} s "
+                f"({rate:,.0f} voxels/s) with {self.weight_format} weights on {self.device}")
+
+
+def _letters(tensor: Any) -> list[str]:
+    """The tensor's axes as letters of 'bczyx' (format 0.4 strings or 0.5 axis objects)."""
+    if isinstance(tensor.axes, str):
+        return list(tensor.axes)
+    letters = []
+    for axis in tensor.axes:
+        kind = getattr(axis, "type", "")
+        letter = {"batch": "b", "channel": "c"}.get(kind, str(axis.id))
+        if letter not in "bczyx" or kind in ("time", "index"):
+            raise UserError(f"the model's axis {axis.id!r} ({kind}) is not one gvtnet-zoo can fill from image files")
+        letters.append(letter)
+    return letters
+
+
+def _check_channels(tensor: Any, array: np.ndarray, letters: list[str], name: str) -> None:
+    """A format 0.5 input names its channels; the image must have that many."""
+    if isinstance(tensor.axes, str) or "c" not in letters:
+        return
+    expected = next(len(a.channel_names) for a in tensor.axes if getattr(a, "type", "") == "channel")
+    found = array.shape[letters.index("c")]
+    if found != expected:
+        raise UserError(f"{name} has {found} channel(s) but the model takes {expected}; "
+                        "give --axes if an axis was taken for channels by mistake (e.g. --axes zyx)")
+
+
+def _axis_ids(tensor: Any) -> list[Any]:
+    return list(tensor.axes) if isinstance(tensor.axes, str) else [a.id for a in tensor.axes]
+
+
+def _valid_size(axis: Any, size: int) -> int:
+    """The smallest valid size >= ``size`` for a 0.5 input axis (fixed sizes must match)."""
+    from bioimageio.spec.model import v0_5
+
+    if isinstance(axis.size, v0_5.ParameterizedSize):
+        return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
+    if isinstance(axis.size, int) and size > axis.size:
+        raise UserError(f"the image's {axis.id} axis ({size}) exceeds the model's fixed size {axis.size}; use --tile")
+    return axis.size if isinstance(axis.size, int) else size
+
+
+def _pad_to_valid(model: ZooModel, sample: Any) -> dict[Any, int]:
+    """Pad the input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
+    tensor = model.descr.inputs[0]
+    member = sample.members[tensor.id]
+    original = dict(member.sizes)
+    targets = {a.id: _valid_size(a, original[a.id]) for a in tensor.axes if a.type == "space"}
+    sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
+    return original
+
+
+def _crop_outputs(model: ZooModel, result: Any, original: dict[Any, int]) -> Any:
+    """Cut the outputs back to what the unpadded input gives (outputs sized by reference to the input)."""
+    from bioimageio.spec.model import v0_5
+
+    tensor = model.descr.inputs[0]
+    for out in model.descr.outputs:
+        crop = {}
+        for axis in out.axes:
+            ref = getattr(axis, "size", None)
+            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == tensor.id:
+                ref_axis = next(a for a in tensor.axes if a.id == ref.axis_id)
+                crop[axis.id] = slice(0, math.floor(original[ref.axis_id] * ref_axis.scale / axis.scale) + ref.offset)
+        result.members[out.id] = result.members[out.id][crop]
+    return result
+
+
+def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
+    """The image at once, as test_model runs a model: no halo padding, valid size by mirroring, cropped back."""
+    from bioimageio.spec.model import v0_5
+
+    if not isinstance(model.descr, v0_5.ModelDescr):  # format 0.4: sizes are the caller's business
+        return pipeline.predict_sample_without_blocking(sample)
+    original = _pad_to_valid(model, sample)
+    result = pipeline.predict_sample_without_blocking(sample, skip_input_padding=True, skip_output_cropping=True)
+    return _crop_outputs(model, result, original)
+
+
+def _tile_ns(model: ZooModel, tile: dict[str, int], sizes: dict[Any, int]) -> dict[tuple[Any, Any], int]:
+    """Block size parameters for tiles of about ``tile``, never larger than the (padded) image."""
+    from bioimageio.spec.model import v0_5
+
+    tensor = model.descr.inputs[0]
+    ns = {}
+    for axis in tensor.axes:
+        if axis.type == "space" and isinstance(axis.size, v0_5.ParameterizedSize):
+            wanted = min(tile.get(str(axis.id), sizes[axis.id]), sizes[axis.id])
+            ns[(tensor.id, axis.id)] = max(0, (wanted - axis.size.min) // axis.size.step)
+    return ns
+
+
+def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, int], name: str) -> Any:
+    """bioimageio.core's blocks: each tile padded by the output halo, halos cropped when stitching."""
+    from bioimageio.spec.model import v0_5
+
+    if not isinstance(model.descr, v0_5.ModelDescr):
+        raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
+    original = _pad_to_valid(model, sample)
+    sizes = dict(sample.members[model.descr.inputs[0].id].sizes)
+    total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
+        sample, ns=_tile_ns(model, tile, sizes))
+    last = None
+    for last in tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False):
+        pass
+    return _crop_outputs(model, last.sample, original)
+
+
+def parse_tile(text: Optional[str], dims: int) -> Optional[dict[str, int]]:
+    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--tile expects integers like 32,256,256, got {text!r}") from None
+    if len(values) not in (2, 3) or min(values) < 1:
+        raise UserError(f"--tile expects 2 (Y,X) or 3 (Z,Y,X) positive sizes, got {text!r}")
+    return dict(zip("zyx"[3 - len(values):], values))
+
+
+def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
+                  weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
+                  tile: Optional[str] = None, axes: Optional[str] = None, overwrite: bool = False,
+                  echo: Callable[[str], None] = print) -> PredictionSummary:
+    """Predict every input file with one prediction pipeline; outputs go to ``out_dir`` under the input's name."""
+    from bioimageio.core import Tensor, create_prediction_pipeline
+    from bioimageio.core.digest_spec import create_sample_for_model
+
+    model = load_zoo_model(model_source, weight_format, device, echo)
+    files = collect_inputs(inputs)
+    if len(model.descr.inputs) != 1:
+        raise UserError(f"the model takes {len(model.descr.inputs)} inputs; gvtnet-zoo predicts single-input models")
+    out_dir = Path(out_dir)
+    several = len(model.output_ids) > 1
+    planned = {f: [output_path(out_dir, f, o, several) for o in model.output_ids] for f in files}
+    existing = [str(p) for paths in planned.values() for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite or "
+                        "choose another --out")
+    tensor = model.descr.inputs[0]
+    letters, ids = _letters(tensor), _axis_ids(tensor)
+    tile_sizes = parse_tile(tile, 3)
+    start, voxels = time.perf_counter(), 0
+    with create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
+                                    devices=model.devices) as pipeline:
+        for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
+            array, file_axes = read_with_axes(path, axes, letters)
+            array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
+            _check_channels(tensor, array, letters, path.name)
+            voxels += int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"]))
+            sample = create_sample_for_model(model.descr, inputs={tensor.id if hasattr(tensor, "id") else tensor.name:
+                                                                  Tensor.from_numpy(array, dims=ids)},
+                                             sample_id=path.stem)
+            space = int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"]))
+            use_tiles = mode == "tile" or (mode == "auto" and space > WHOLE_VOXELS)
+            if use_tiles:
+                result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, path.name)
+            else:
+                result = _predict_whole(pipeline, model, sample)
+            for output, target in zip(model.descr.outputs, planned[path]):
+                member = result.members[getattr(output, "id", None) or output.name]
+                write_output(target, member.data.to_numpy(), _letters(output))
+    summary = PredictionSummary(len(files), voxels, time.perf_counter() - start, model.device_label,
+                                model.weight_format)
+    echo(summary.line())
+    return summary
