@@ -37,14 +37,19 @@ def _grid(shape: Sequence[int]) -> list[np.ndarray]:
 def blobs(shape: Sequence[int], count: int, radius: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
     """Ellipsoids of random size and brightness with soft edges (nuclei, vesicles). Values in [0, 1]."""
     out = np.zeros(shape, np.float32)
-    grid = _grid(shape)
     for _ in range(count):
-        center = [rng.uniform(0, s) for s in shape]
+        center = np.array([rng.uniform(0, s) for s in shape])
         radii = rng.uniform(*radius, size=len(shape))
         if len(shape) == 3:
             radii[0] *= 0.5  # z is sampled more coarsely than y and x
+        brightness = rng.uniform(0.4, 1.0)
+        # only the blob's neighbourhood is computed: the soft edge is negligible beyond 1.5 radii
+        low = np.maximum(np.floor(center - 1.5 * radii), 0).astype(int)
+        high = np.minimum(np.ceil(center + 1.5 * radii) + 1, shape).astype(int)
+        box = tuple(slice(a, b) for a, b in zip(low, high))
+        grid = np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(low, high)], indexing="ij", sparse=True)
         distance = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, center, radii))
-        out = np.maximum(out, rng.uniform(0.4, 1.0) / (1.0 + np.exp(np.minimum((distance - 1.0) * 6.0, 50.0))))
+        out[box] = np.maximum(out[box], brightness / (1.0 + np.exp(np.minimum((distance - 1.0) * 6.0, 50.0))))
     return out
 
 

@@ -39,7 +39,7 @@ def _available(descr: Any) -> list[str]:
     return [f for f in PREFERENCE if getattr(descr.weights, f, None) is not None]
 
 
-def _devices(weight_format: str, request: str) -> tuple[list[str], str]:
+def _devices(weight_format: str, request: str, local_rank: int) -> tuple[list[str], str]:
     if weight_format == "onnx":
         if request == "cpu":
             return ["CPUExecutionProvider"], "CPU (onnxruntime)"
@@ -48,12 +48,12 @@ def _devices(weight_format: str, request: str) -> tuple[list[str], str]:
             raise UserError("--device cuda: onnxruntime's CUDA provider does not load here; use --device cpu "
                             "or --weight-format torchscript")
         return providers, "CUDA (onnxruntime)" if providers == ["CUDAExecutionProvider"] else "CPU (onnxruntime)"
-    device = str(choose_device(request))
+    device = str(choose_device(request, local_rank))
     return [device], device
 
 
 def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, device: str = "auto",
-                   echo: Any = print) -> ZooModel:
+                   echo: Any = print, local_rank: int = 0) -> ZooModel:
     """Read and validate a package (zip, folder or rdf.yaml) and choose its weights and devices."""
     from bioimageio.spec import InvalidDescr, load_model_description
 
@@ -82,5 +82,5 @@ def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, devi
         architecture = descr.weights.pytorch_state_dict.architecture
         echo(f"note: running the Python code shipped in the package ({getattr(architecture, 'source', architecture)}) "
              "because --weight-format pytorch_state_dict was asked for")
-    devices, label = _devices(chosen, device)
+    devices, label = _devices(chosen, device, local_rank)
     return ZooModel(descr, chosen, devices, label)

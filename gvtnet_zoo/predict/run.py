@@ -7,6 +7,7 @@ Modes: whole (the image at once, padded on the far side to a valid size and crop
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +165,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     from bioimageio.core import Tensor, create_prediction_pipeline
     from bioimageio.core.digest_spec import create_sample_for_model
 
-    model = load_zoo_model(model_source, weight_format, device, echo)
-    files = collect_inputs(inputs)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    model = load_zoo_model(model_source, weight_format, device, echo, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    files = collect_inputs(inputs)[rank::world]  # under torchrun each process takes every world-th file
     if len(model.descr.inputs) != 1:
         raise UserError(f"the model takes {len(model.descr.inputs)} inputs; gvtnet-zoo predicts single-input models")
     out_dir = Path(out_dir)
@@ -181,7 +183,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     start, voxels = time.perf_counter(), 0
     with create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
                                     devices=model.devices) as pipeline:
-        for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2):
+        for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2 or rank > 0):
             array, file_axes = read_with_axes(path, axes, letters)
             array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
             _check_channels(tensor, array, letters, path.name)
@@ -198,7 +200,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             for output, target in zip(model.descr.outputs, planned[path]):
                 member = result.members[getattr(output, "id", None) or output.name]
                 write_output(target, member.data.to_numpy(), _letters(output))
-    summary = PredictionSummary(len(files), voxels, time.perf_counter() - start, model.device_label,
-                                model.weight_format)
+    label = model.device_label + (f" (process {rank} of {world})" if world > 1 else "")
+    summary = PredictionSummary(len(files), voxels, time.perf_counter() - start, label, model.weight_format)
     echo(summary.line())
     return summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -181,3 +183,17 @@ def test_tiled_equals_whole_for_a_unet_away_from_the_border(denoise_2d: Path, tm
     assert whole.shape == tiled.shape == (1, 256, 240)
     interior = (slice(None), slice(halo, -halo), slice(halo, -halo))
     np.testing.assert_allclose(tiled[interior], whole[interior], atol=1e-4, rtol=0)
+
+
+def test_torchrun_shards_files_across_processes(packages: dict[str, Path], tmp_path: Path) -> None:
+    image = _from_package(packages["2d"], "test_input.npy")[0, 0]
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"img{i}.tif", image)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gvtnet_zoo",
+               "predict", str(packages["2d"]), *[str(tmp_path / f"img{i}.tif") for i in range(3)],
+               "--out", str(tmp_path / "out"), "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img0.tif", "img1.tif", "img2.tif"]
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("predicted")]
+    assert sorted(line.split()[1] for line in lines) == ["1", "2"]  # files split 2 + 1 between the processes
