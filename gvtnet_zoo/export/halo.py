@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..models.probe import probe
 from ..nn.layers import as_tuple
 
 _LAYERS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MaxPool2d, nn.MaxPool3d)
@@ -37,16 +38,7 @@ def receptive_field_radius(model: nn.Module, input_shape: Sequence[int]) -> list
             reach = (k - 1) if pooling else (k - 1) // 2 * d
             radius[axis] += reach * spatial[axis] / s
 
-    hooks = [m.register_forward_hook(widen) for m in model.modules() if isinstance(m, _LAYERS)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(*input_shape))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    probe(model, input_shape, [(m, widen) for m in model.modules() if isinstance(m, _LAYERS)])
     return radius
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from . import count_parameters
+from .probe import probe
 
 
 @dataclass(frozen=True)
@@ -36,22 +37,15 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> list[BlockRow]:
     """Rows for each block of ``model``, with output shapes from one eval forward of zeros (B, C, *S)."""
     blocks = _blocks(model)
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = []
-    for name, block in blocks:
-        def record(_m: nn.Module, _i: object, out: object, name: str = name) -> None:
+
+    def recorder(name: str) -> Callable[[nn.Module, object, object], None]:
+        def record(_module: nn.Module, _inputs: object, out: object) -> None:
             tensor = out[0] if isinstance(out, tuple) else out
             if isinstance(tensor, torch.Tensor):
                 shapes[name] = tuple(tensor.shape)
-        hooks.append(block.register_forward_hook(record))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(*input_shape))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+        return record
+
+    probe(model, input_shape, [(block, recorder(name)) for name, block in blocks])
     return [BlockRow(name, type(block).__name__, shapes.get(name), count_parameters(block)) for name, block in blocks]
 
 
