@@ -65,11 +65,14 @@ def _test(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .predict.run import predict_files
+    from .predict.run import parse_named_inputs, predict_files
 
     mode = "whole" if args.whole else "tile" if args.tile else "auto"
-    predict_files(args.model, args.inputs, args.out, weight_format=args.weight_format, device=args.device,
-                  mode=mode, tile=args.tile, axes=args.axes, overwrite=args.overwrite)
+    if not args.inputs and not args.input:
+        raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
+    predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
+                  weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
+                  overwrite=args.overwrite)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -117,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.set_defaults(handler=_test)
     predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files through bioimageio.core")
     predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF or .npy files, or folders of them")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="TIFF or .npy files, or folders of them")
+    predict.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                         help="for models with several inputs: the files (or folder) of input NAME; repeatable")
     predict.add_argument("--out", required=True, help="folder for the predictions (same file names as the inputs)")
     predict.add_argument("--weight-format", choices=["onnx", "torchscript", "pytorch_state_dict"],
                          help="default: onnx, then torchscript; pytorch_state_dict (runs package code) only if named")

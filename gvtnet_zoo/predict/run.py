@@ -78,28 +78,30 @@ def _valid_size(axis: Any, size: int) -> int:
     return axis.size if isinstance(axis.size, int) else size
 
 
-def _pad_to_valid(model: ZooModel, sample: Any) -> dict[Any, int]:
-    """Pad the input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
-    tensor = model.descr.inputs[0]
-    member = sample.members[tensor.id]
-    original = dict(member.sizes)
-    targets = {a.id: _valid_size(a, original[a.id]) for a in tensor.axes if a.type == "space"}
-    sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
+def _pad_to_valid(model: ZooModel, sample: Any) -> dict[Any, dict[Any, int]]:
+    """Pad every input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
+    original = {}
+    for tensor in model.descr.inputs:
+        member = sample.members[tensor.id]
+        original[tensor.id] = dict(member.sizes)
+        targets = {a.id: _valid_size(a, original[tensor.id][a.id]) for a in tensor.axes if a.type == "space"}
+        sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
     return original
 
 
-def _crop_outputs(model: ZooModel, result: Any, original: dict[Any, int]) -> Any:
-    """Cut the outputs back to what the unpadded input gives (outputs sized by reference to the input)."""
+def _crop_outputs(model: ZooModel, result: Any, original: dict[Any, dict[Any, int]]) -> Any:
+    """Cut the outputs back to what the unpadded inputs give (outputs sized by reference to an input)."""
     from bioimageio.spec.model import v0_5
 
-    tensor = model.descr.inputs[0]
+    inputs = {t.id: t for t in model.descr.inputs}
     for out in model.descr.outputs:
         crop = {}
         for axis in out.axes:
             ref = getattr(axis, "size", None)
-            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == tensor.id:
-                ref_axis = next(a for a in tensor.axes if a.id == ref.axis_id)
-                crop[axis.id] = slice(0, math.floor(original[ref.axis_id] * ref_axis.scale / axis.scale) + ref.offset)
+            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in inputs:
+                ref_axis = next(a for a in inputs[ref.tensor_id].axes if a.id == ref.axis_id)
+                size = original[ref.tensor_id][ref.axis_id]
+                crop[axis.id] = slice(0, math.floor(size * ref_axis.scale / axis.scale) + ref.offset)
         result.members[out.id] = result.members[out.id][crop]
     return result
 
@@ -115,16 +117,17 @@ def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
     return _crop_outputs(model, result, original)
 
 
-def _tile_ns(model: ZooModel, tile: dict[str, int], sizes: dict[Any, int]) -> dict[tuple[Any, Any], int]:
-    """Block size parameters for tiles of about ``tile``, never larger than the (padded) image."""
+def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[Any, Any], int]:
+    """Block size parameters for tiles of about ``tile``, never larger than the (padded) images."""
     from bioimageio.spec.model import v0_5
 
-    tensor = model.descr.inputs[0]
     ns = {}
-    for axis in tensor.axes:
-        if axis.type == "space" and isinstance(axis.size, v0_5.ParameterizedSize):
-            wanted = min(tile.get(str(axis.id), sizes[axis.id]), sizes[axis.id])
-            ns[(tensor.id, axis.id)] = max(0, (wanted - axis.size.min) // axis.size.step)
+    for tensor in model.descr.inputs:
+        sizes = sample.members[tensor.id].sizes
+        for axis in tensor.axes:
+            if axis.type == "space" and isinstance(axis.size, v0_5.ParameterizedSize):
+                wanted = min(tile.get(str(axis.id), sizes[axis.id]), sizes[axis.id])
+                ns[(tensor.id, axis.id)] = max(0, (wanted - axis.size.min) // axis.size.step)
     return ns
 
 
@@ -135,9 +138,8 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
     original = _pad_to_valid(model, sample)
-    sizes = dict(sample.members[model.descr.inputs[0].id].sizes)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
-        sample, ns=_tile_ns(model, tile, sizes))
+        sample, ns=_tile_ns(model, tile, sample))
     last = None
     for last in tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False):
         pass
@@ -157,50 +159,87 @@ def parse_tile(text: Optional[str], dims: int) -> Optional[dict[str, int]]:
     return dict(zip("zyx"[3 - len(values):], values))
 
 
+def _match_samples(model: ZooModel, inputs: Sequence[str | Path],
+                   named: dict[str, list[str]]) -> list[dict[str, Path]]:
+    """One mapping input id -> file per sample; several inputs are paired by file name."""
+    ids = model.input_ids
+    if len(ids) == 1 and not named:
+        return [{ids[0]: f} for f in collect_inputs(inputs)]
+    if inputs:
+        raise UserError(f"the model takes {len(ids)} inputs ({', '.join(ids)}); give each as --input NAME=PATH")
+    unknown = sorted(set(named) - set(ids))
+    missing = [i for i in ids if i not in named]
+    if unknown or missing:
+        raise UserError(f"--input names must be the model's inputs {', '.join(ids)}"
+                        + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                        + (f"; missing: {', '.join(missing)}" if missing else ""))
+    by_input = {i: {p.name: p for p in collect_inputs(named[i])} for i in ids}
+    names = set.intersection(*(set(files) for files in by_input.values()))
+    alone = sorted(set.union(*(set(files) for files in by_input.values())) - names)
+    if alone:
+        raise UserError(f"files without a partner of the same name in every input: {', '.join(alone[:10])}")
+    return [{i: by_input[i][name] for i in ids} for name in sorted(names)]
+
+
+def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
+    """['raw=a/', 'mask=b/'] -> {'raw': ['a/'], 'mask': ['b/']}."""
+    named: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--input expects NAME=PATH (a model input id and a file or folder), got {item!r}")
+        named.setdefault(name, []).append(path)
+    return named
+
+
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
-                  weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
-                  tile: Optional[str] = None, axes: Optional[str] = None, overwrite: bool = False,
-                  echo: Callable[[str], None] = print) -> PredictionSummary:
-    """Predict every input file with one prediction pipeline; outputs go to ``out_dir`` under the input's name."""
+                  named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
+                  device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
+                  overwrite: bool = False, echo: Callable[[str], None] = print) -> PredictionSummary:
+    """Predict every input file (or set of files, one per model input) with one prediction pipeline.
+
+    Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
+    """
     from bioimageio.core import Tensor, create_prediction_pipeline
     from bioimageio.core.digest_spec import create_sample_for_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     model = load_zoo_model(model_source, weight_format, device, echo, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    files = collect_inputs(inputs)[rank::world]  # under torchrun each process takes every world-th file
-    if len(model.descr.inputs) != 1:
-        raise UserError(f"the model takes {len(model.descr.inputs)} inputs; gvtnet-zoo predicts single-input models")
+    samples = _match_samples(model, inputs, named_inputs or {})[rank::world]  # under torchrun: every world-th
     out_dir = Path(out_dir)
     several = len(model.output_ids) > 1
-    planned = {f: [output_path(out_dir, f, o, several) for o in model.output_ids] for f in files}
-    existing = [str(p) for paths in planned.values() for p in paths if p.exists()]
+    first_input = model.input_ids[0]
+    planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
+    existing = [str(p) for paths in planned for p in paths if p.exists()]
     if existing and not overwrite:
         raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite or "
                         "choose another --out")
-    tensor = model.descr.inputs[0]
-    letters, ids = _letters(tensor), _axis_ids(tensor)
+    tensors = dict(zip(model.input_ids, model.descr.inputs))
     tile_sizes = parse_tile(tile, 3)
     start, voxels = time.perf_counter(), 0
     with create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
                                     devices=model.devices) as pipeline:
-        for path in tqdm(files, desc="predict", unit="file", disable=len(files) < 2 or rank > 0):
-            array, file_axes = read_with_axes(path, axes, letters)
-            array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
-            _check_channels(tensor, array, letters, path.name)
-            voxels += int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"]))
-            sample = create_sample_for_model(model.descr, inputs={tensor.id if hasattr(tensor, "id") else tensor.name:
-                                                                  Tensor.from_numpy(array, dims=ids)},
-                                             sample_id=path.stem)
-            space = int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"]))
-            use_tiles = mode == "tile" or (mode == "auto" and space > WHOLE_VOXELS)
-            if use_tiles:
-                result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, path.name)
+        for files, targets in tqdm(list(zip(samples, planned)), desc="predict", unit="file",
+                                   disable=len(samples) < 2 or rank > 0):
+            members, space = {}, 0
+            for input_id, path in files.items():
+                tensor = tensors[input_id]
+                letters = _letters(tensor)
+                array, file_axes = read_with_axes(path, axes, letters)
+                array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
+                _check_channels(tensor, array, letters, path.name)
+                members[input_id] = Tensor.from_numpy(array, dims=_axis_ids(tensor))
+                space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
+            voxels += space
+            name = files[first_input].name
+            sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
+            if mode == "tile" or (mode == "auto" and space > WHOLE_VOXELS):
+                result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, name)
             else:
                 result = _predict_whole(pipeline, model, sample)
-            for output, target in zip(model.descr.outputs, planned[path]):
-                member = result.members[getattr(output, "id", None) or output.name]
-                write_output(target, member.data.to_numpy(), _letters(output))
+            for output_id, output, target in zip(model.output_ids, model.descr.outputs, targets):
+                write_output(target, result.members[output_id].data.to_numpy(), _letters(output))
     label = model.device_label + (f" (process {rank} of {world})" if world > 1 else "")
-    summary = PredictionSummary(len(files), voxels, time.perf_counter() - start, label, model.weight_format)
+    summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, model.weight_format)
     echo(summary.line())
     return summary
