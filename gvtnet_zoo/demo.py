@@ -1,8 +1,8 @@
-"""``gvtnet-zoo demo``: what the tool can do today, on the shipped specs.
+"""``gvtnet-zoo demo``: the shipped specs, checked and run once.
 
 Builds every paper model and checks its parameter count against the paper, then runs each
-demo-size model forward on a synthetic input. Training, packaging and prediction on real data
-join the demo as they land.
+demo-size model forward on a synthetic input. The end-to-end demo on real data (train, package,
+predict, evaluate) replaces this with the evaluation issue.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from .models.reference import PAPER_MODELS
 from .spec_loading import bundled_spec_names, load_spec
 
 STILL_TO_COME = (
-    "Still to come (not in this version): training on real microscopy pairs (gvtnet-zoo train), "
-    "bioimage.io packages (gvtnet-zoo package), prediction with bioimageio.core (gvtnet-zoo predict) "
-    "and CARE-protocol evaluation (gvtnet-zoo evaluate)."
+    "Still to come (not in this version): this demo training, packaging and predicting on real microscopy "
+    "data, and CARE-protocol evaluation (gvtnet-zoo evaluate). Available now: gvtnet-zoo synth, train, "
+    "package, test and predict (see the README)."
 )
 
 
