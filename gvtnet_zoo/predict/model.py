@@ -28,12 +28,6 @@ class ZooModel:
     def output_ids(self) -> list[str]:
         return [str(getattr(t, "id", None) or getattr(t, "name")) for t in self.descr.outputs]
 
-    @property
-    def made_by_gvtnet_zoo(self) -> bool:
-        config = getattr(self.descr, "config", None)
-        extra = getattr(config, "model_extra", None) or (config if isinstance(config, dict) else {})
-        return "gvtnet_zoo" in (extra or {})
-
 
 def _available(descr: Any) -> list[str]:
     return [f for f in PREFERENCE if getattr(descr.weights, f, None) is not None]
