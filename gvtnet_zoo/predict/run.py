@@ -1,7 +1,7 @@
 """``gvtnet-zoo predict``: any zoo package on files, the prediction pipeline created once for all of them.
 
 Modes: whole (the image at once, padded on the far side to a valid size and cropped back), tiled
-(bioimageio.core's blocks, halos cropped), or auto (whole when the image is small enough).
+(blended tiles with the halo cropped, predict/tiling.py), or auto (whole when the image is small enough).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from tqdm import tqdm
 from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, load_zoo_model
+from .tiling import output_halo, predict_blended
 
-WHOLE_VOXELS = 2**24  # auto mode predicts images up to this many voxels whole (a 256^3 volume)
+# Auto mode predicts an image whole when this many bytes per voxel fit in half the free memory of the
+# device: the CARE GVTNet peaked at ~1.3 kB per voxel on a 64x256x256 volume (benchmarks/results).
+BYTES_PER_VOXEL = 1600
 DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
 
 
@@ -132,18 +135,37 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
 
 
 def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, int], name: str) -> Any:
-    """bioimageio.core's blocks: each tile padded by the output halo, halos cropped when stitching."""
+    """Single-input models: blended tiles (predict/tiling.py). Several inputs: bioimageio.core's blocks,
+    each padded by the output halo, halos cropped when stitching."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
     original = _pad_to_valid(model, sample)
+    if len(model.descr.inputs) == 1:
+        result = predict_blended(pipeline, model.descr, sample, tile, output_halo(model.descr), name)
+        return _crop_outputs(model, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
     last = None
     for last in tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False):
         pass
     return _crop_outputs(model, last.sample, original)
+
+
+def free_memory_bytes(devices: Sequence[str]) -> int:
+    """Free memory of the device the model runs on: the CUDA device's, else the machine's available RAM."""
+    import torch
+
+    if devices and devices[0].startswith("cuda") or devices == ["CUDAExecutionProvider"]:
+        index = int(devices[0].split(":")[1]) if ":" in devices[0] else 0
+        return int(torch.cuda.mem_get_info(index)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
 
 
 def parse_tile(text: Optional[str], dims: int) -> Optional[dict[str, int]]:
@@ -216,6 +238,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                         "choose another --out")
     tensors = dict(zip(model.input_ids, model.descr.inputs))
     tile_sizes = parse_tile(tile, 3)
+    whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
     with create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
                                     devices=model.devices) as pipeline:
@@ -233,7 +256,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             voxels += space
             name = files[first_input].name
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
-            if mode == "tile" or (mode == "auto" and space > WHOLE_VOXELS):
+            if mode == "tile" or (mode == "auto" and space > whole_limit):
                 result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, name)
             else:
                 result = _predict_whole(pipeline, model, sample)

@@ -1,0 +1,132 @@
+"""Tiled prediction with blended seams, for single-input models.
+
+The sample is normalized once as a whole (sample statistics such as percentiles come from the whole
+image), then cut into overlapping tiles of valid size. Each tile's output is weighted: zero inside
+the model's halo (the convolutions' border effects), then a linear ramp across the rest of the
+overlap, one in the middle; tiles touching the image border keep full weight there. The weighted
+sum over tiles, divided by the summed weights, is postprocessed once. For a network without global
+operators and with a correct halo this equals whole-image prediction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+
+
+def _starts(size: int, tile: int, stride: int) -> list[int]:
+    """Tile starts covering [0, size): every ``stride``, the last one flush with the end."""
+    if tile >= size or stride < 1:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def ramp(length: int, halo: int, blend: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1D tile weight: 0 in the halo, a linear ramp over ``blend``, 1 inside; no fall-off at an image border."""
+    weight = np.ones(length, np.float32)
+    rise = np.concatenate([np.zeros(halo), np.arange(1, blend + 1) / (blend + 1)]).astype(np.float32)[:length]
+    if not at_start:
+        weight[: len(rise)] = rise
+    if not at_end:
+        weight[length - len(rise):] = np.minimum(weight[length - len(rise):], rise[::-1])
+    return weight
+
+
+def _valid_tile(axis: Any, wanted: int, size: int) -> int:
+    """A valid size for ``axis`` near ``wanted``, at most ``size`` (which is itself valid)."""
+    low, step = axis.size.min, axis.size.step
+    return min(size, max(low, low + (max(wanted, low) - low) // step * step))
+
+
+def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int],
+                    progress_name: str) -> Any:
+    """Predict a (valid-size) single-input ``sample`` in blended tiles; returns the postprocessed output sample."""
+    from bioimageio.core import Tensor
+    from bioimageio.core.sample import Sample
+    from bioimageio.spec.model import v0_5
+
+    tensor = descr.inputs[0]
+    pipeline.apply_preprocessing(sample)
+    member = sample.members[tensor.id]
+    sizes = dict(member.sizes)
+    space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, v0_5.ParameterizedSize)]
+    windows: dict[Any, list[tuple[int, int, np.ndarray]]] = {}
+    for axis in space:
+        size, h = sizes[axis.id], halo.get(str(axis.id), 0)
+        length = _valid_tile(axis, tile.get(str(axis.id), size), size)
+        blend = max(axis.size.step, length // 8)
+        # tiles start on the network's down-sampling grid, or their outputs would differ from the whole image's
+        stride = (length - 2 * h - blend) // axis.size.step * axis.size.step
+        if stride < axis.size.step and length < size:
+            raise UserError(f"--tile {length} along {axis.id} leaves too little between the halos ({h} each side) "
+                            f"and the blend ({blend}); use tiles of at least {2 * h + blend + axis.size.step}")
+        starts = _starts(size, length, stride)
+        windows[axis.id] = [(s, length, ramp(length, h, blend, s == 0, s + length == size)) for s in starts]
+
+    sums: dict[Any, np.ndarray] = {}
+    weights: dict[Any, np.ndarray] = {}
+    combos = list(itertools.product(*windows.values()))
+    for combo in tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False, disable=len(combos) < 2):
+        region = {a.id: slice(s, s + n) for a, (s, n, _) in zip(space, combo)}
+        tile_sample = Sample(members={tensor.id: member[region]}, stat=sample.stat, id=sample.id)
+        out = pipeline.predict_sample_without_blocking(tile_sample, skip_preprocessing=True, skip_postprocessing=True,
+                                                       skip_input_padding=True, skip_output_cropping=True)
+        for output in descr.outputs:
+            _accumulate(output, out.members[output.id], tensor.id, {a.id: c for a, c in zip(space, combo)},
+                        sums, weights, sizes)
+    members = {}
+    for output in descr.outputs:
+        dims = [a.id for a in output.axes]
+        members[output.id] = Tensor.from_numpy(sums[output.id] / np.maximum(weights[output.id], 1e-12), dims=dims)
+    result = Sample(members=members, stat=sample.stat, id=sample.id)
+    pipeline.apply_postprocessing(result)
+    return result
+
+
+def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any, tuple[int, int, np.ndarray]],
+                sums: dict[Any, np.ndarray], weights: dict[Any, np.ndarray], input_sizes: dict[Any, int]) -> None:
+    """Add one tile's weighted output into the running sums (output axes referencing the tiled input axes)."""
+    from bioimageio.spec.model import v0_5
+
+    data = predicted.data.to_numpy().astype(np.float32)
+    index: list[slice] = []
+    weight = np.ones([1] * data.ndim, np.float32)
+    full_shape = list(data.shape)
+    for position, axis in enumerate(output.axes):
+        ref = getattr(axis, "size", None)
+        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == input_id and ref.axis_id in placement:
+            start, length, w = placement[ref.axis_id]
+            if axis.scale != 1 or data.shape[position] != length + ref.offset:
+                raise UserError("tiled prediction supports outputs at the input's resolution; predict --whole")
+            trim = -ref.offset // 2  # an output smaller than its input loses the same on both sides
+            index.append(slice(start, start + data.shape[position]))
+            full_shape[position] = input_sizes[ref.axis_id] + ref.offset
+            shape = [1] * data.ndim
+            shape[position] = data.shape[position]
+            weight = weight * w[trim: trim + data.shape[position]].reshape(shape)
+        else:
+            index.append(slice(None))
+    if output.id not in sums:
+        sums[output.id] = np.zeros(full_shape, np.float32)
+        weights[output.id] = np.zeros(full_shape, np.float32)
+    sums[output.id][tuple(index)] += data * weight
+    weights[output.id][tuple(index)] += np.broadcast_to(weight, data.shape)
+
+
+def output_halo(descr: Any) -> dict[str, int]:
+    """The largest halo any output declares, per referenced input axis id."""
+    halos: dict[str, int] = {}
+    for output in descr.outputs:
+        for axis in output.axes:
+            ref = getattr(axis, "size", None)
+            if getattr(axis, "halo", 0) and ref is not None:
+                key = str(ref.axis_id)
+                halos[key] = max(halos.get(key, 0), math.ceil(axis.halo * axis.scale))
+    return halos
