@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from report import emit  # benchmarks/report.py (scripts run from this folder)
 
 from gvtnet_zoo.data.synthetic import synthetic_pair, write_synthetic
 from gvtnet_zoo.export.package import package_run
@@ -93,11 +94,7 @@ def main() -> None:
         tiled = _peak_rss_mb(base + ["--out", str(root / "tiled"), "--tile", args.tile])
         lines += [f"one volume of {args.large} voxels", "", "| mode | peak resident memory (MB) |", "|---|---:|",
                   f"| --whole | {whole:,.0f} |", f"| --tile {args.tile} | {tiled:,.0f} |", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with args.out.open("a") as handle:
-            handle.write(text + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python benchmarks/train_throughput.py                          # the demo specs, CPU, 0 and 2 workers
     python benchmarks/train_throughput.py --device cuda --specs gvtnet-care-denoise,unet-care-denoise --amp bf16
 
-Data: synthetic pairs from gvtnet_zoo.data.synthetic (4 images, normalized as in training). Each run
+Data: synthetic pairs from report import emit  # benchmarks/report.py (scripts run from this folder)
+
+from gvtnet_zoo.data.synthetic (4 images, normalized as in training). Each run
 times --steps steps after --warmup steps: the wait for the next batch and the training step itself
 (forward, loss, backward, Adam), synchronized on CUDA. One markdown row per spec and worker count.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit  # benchmarks/report.py (scripts run from this folder)
 from torch.utils.data import DataLoader
 
 from gvtnet_zoo import build_model, load_spec
@@ -97,11 +100,7 @@ def main() -> None:
             lines.append(f"| {name} | {spec.data.batch_size} x {'x'.join(map(str, spec.data.patch_size))} | {workers} | "
                          f"{result['steps_per_s']:.2f} | {100 * result['data_share']:.1f}% |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with args.out.open("a") as handle:
-            handle.write(text + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
