@@ -75,6 +75,12 @@ def _predict(args: argparse.Namespace) -> None:
                   overwrite=args.overwrite)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate.report import evaluate
+
+    evaluate(args.pred, args.truth, args.out, baseline=args.baseline, plot=args.plot)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -133,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     predict.set_defaults(handler=_predict)
+    evaluate = sub.add_parser("evaluate", help="CARE-protocol metrics of predictions against ground truth")
+    evaluate.add_argument("pred", help="folder of predictions")
+    evaluate.add_argument("truth", help="folder of ground-truth images (paired by file name)")
+    evaluate.add_argument("--out", default="metrics.csv", help="CSV of per-image metrics (default metrics.csv)")
+    evaluate.add_argument("--baseline", help="folder of a baseline model's predictions for a paired comparison")
+    evaluate.add_argument("--plot", help="PNG of box plots, model against baseline")
+    evaluate.set_defaults(handler=_evaluate)
     synth = sub.add_parser("synth", help="write synthetic microscopy pairs for tests and demos")
     synth.add_argument("task", choices=["denoise", "label-free", "projection"])
     synth.add_argument("--out", required=True, help="folder to write train/ and test/ into")

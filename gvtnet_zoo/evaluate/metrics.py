@@ -16,6 +16,8 @@ def normalize_ground_truth(g: np.ndarray) -> np.ndarray:
     """(g - p0.1) / (p99.9 - p0.1), float64, unclipped."""
     g = np.asarray(g, dtype=np.float64)
     low, high = np.percentile(g, GT_PERCENTILES)
+    if not high > low:
+        raise ValueError("the ground truth is flat: its 0.1 and 99.9 percentiles are equal")
     return (g - low) / (high - low)
 
 
@@ -43,3 +45,44 @@ def pearson_r(x: np.ndarray, g: np.ndarray) -> float:
     x, g = x - x.mean(), g - g.mean()
     denominator = np.sqrt(np.sum(x * x) * np.sum(g * g))
     return float(np.sum(x * g) / denominator) if denominator > 0 else 0.0
+
+
+SSIM_WINDOW = 7
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def psnr(x: np.ndarray, g: np.ndarray) -> float:
+    """PSNR with data range 1 of the scaled prediction against the normalized ground truth."""
+    xs, gs = scaled_pair(x, g)
+    return float(10 * np.log10(1.0 / np.mean((gs - xs) ** 2)))
+
+
+def ssim(x: np.ndarray, g: np.ndarray) -> float:
+    """SSIM (data range 1, 7-voxel uniform window, sample covariance) on the whole 2D or 3D image.
+
+    The same definition as scikit-image's structural_similarity with its defaults, which CARE used;
+    the mean is over voxels at least 3 from the border.
+    """
+    from scipy.ndimage import uniform_filter
+
+    xs, gs = scaled_pair(x, g)
+    n = SSIM_WINDOW**xs.ndim
+    cov_norm = n / (n - 1)
+    mean = lambda a: uniform_filter(a, size=SSIM_WINDOW)  # noqa: E731
+    ux, ug = mean(xs), mean(gs)
+    vx = cov_norm * (mean(xs * xs) - ux * ux)
+    vg = cov_norm * (mean(gs * gs) - ug * ug)
+    vxg = cov_norm * (mean(xs * gs) - ux * ug)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
+    s = ((2 * ux * ug + c1) * (2 * vxg + c2)) / ((ux**2 + ug**2 + c1) * (vx + vg + c2))
+    pad = (SSIM_WINDOW - 1) // 2
+    return float(s[tuple(slice(pad, -pad) for _ in range(s.ndim))].mean())
+
+
+METRICS = {"pearson_r": pearson_r, "nrmse": nrmse, "psnr": psnr, "ssim": ssim}
+HIGHER_IS_BETTER = {"pearson_r": True, "nrmse": False, "psnr": True, "ssim": True}
+
+
+def scores(x: np.ndarray, g: np.ndarray) -> dict[str, float]:
+    """All protocol metrics of one prediction ``x`` against its ground truth ``g`` (same shape)."""
+    return {name: metric(x, g) for name, metric in METRICS.items()}

@@ -1,0 +1,119 @@
+"""``gvtnet-zoo evaluate``: per-image CARE-protocol metrics, means, and a paired comparison with a baseline."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..data.io import is_image_file, read_image
+from ..errors import UserError
+from .metrics import HIGHER_IS_BETTER, METRICS, scores
+
+
+def _images(folder: Path, role: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise UserError(f"{role} folder {folder} not found; give a folder of TIFF or .npy images")
+    found = {p.name.split(".")[0]: p for p in sorted(folder.iterdir()) if is_image_file(p)}
+    if not found:
+        raise UserError(f"no TIFF or .npy images in the {role} folder {folder}")
+    return found
+
+
+def score_folder(pred: Path, truth: Path) -> dict[str, dict[str, float]]:
+    """Metrics per image name, predictions and ground truth matched by file name."""
+    predictions, targets = _images(pred, "prediction"), _images(truth, "ground-truth")
+    alone = sorted(set(predictions) ^ set(targets))
+    if alone:
+        raise UserError(f"images without a partner of the same name: {', '.join(alone[:10])}; "
+                        "predictions and ground truth must pair up")
+    results = {}
+    for name in sorted(predictions):
+        x, g = read_image(predictions[name]), read_image(targets[name])
+        if x.shape != g.shape:
+            raise UserError(f"{predictions[name].name} is {x.shape} but its ground truth {targets[name].name} is "
+                            f"{g.shape}; evaluate predictions of the same size")
+        try:
+            results[name] = scores(x, g)
+        except ValueError as err:
+            raise UserError(f"{targets[name].name}: {err}; leave it out of the evaluation") from None
+    return results
+
+
+@dataclass
+class Comparison:
+    metric: str
+    mean_difference: float
+    p_value: float  # one-tailed paired t-test that the model beats the baseline
+
+
+def compare(model: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]) -> list[Comparison]:
+    """Per metric: mean of (model - baseline) and the one-tailed paired t-test of the paper's Fig. 2b."""
+    from scipy.stats import ttest_rel
+
+    if set(model) != set(baseline):
+        raise UserError("the baseline's predictions must cover the same images as the model's")
+    names = sorted(model)
+    out = []
+    for metric in METRICS:
+        a = np.array([model[n][metric] for n in names])
+        b = np.array([baseline[n][metric] for n in names])
+        alternative = "greater" if HIGHER_IS_BETTER[metric] else "less"
+        p = float(ttest_rel(a, b, alternative=alternative).pvalue) if len(names) > 1 else float("nan")
+        out.append(Comparison(metric, float(np.mean(a - b)), p))
+    return out
+
+
+def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Optional[dict[str, dict[str, float]]]) -> None:
+    columns = ["image", *METRICS] + ([f"baseline_{m}" for m in METRICS] if baseline else [])
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for name, row in results.items():
+            values = [row[m] for m in METRICS] + ([baseline[name][m] for m in METRICS] if baseline else [])
+            writer.writerow([name, *[f"{v:.6g}" for v in values]])
+
+
+def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
+              comparisons: list[Comparison]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6))
+    for ax, comparison in zip(axes, comparisons):
+        metric = comparison.metric
+        data = [[r[metric] for r in baseline.values()], [r[metric] for r in results.values()]]
+        ax.boxplot(data, tick_labels=["baseline", "model"])
+        ax.set_title(f"{metric}\np = {comparison.p_value:.3g} (one-tailed, paired)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def evaluate(pred: str | Path, truth: str | Path, out: str | Path, baseline: Optional[str | Path] = None,
+             plot: Optional[str | Path] = None, echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Score ``pred`` against ``truth``; write the CSV (and, with a baseline, the comparison and box plots)."""
+    if plot and not baseline:
+        raise UserError("--plot draws model against baseline; give --baseline too")
+    results = score_folder(Path(pred), Path(truth))
+    base = score_folder(Path(baseline), Path(truth)) if baseline else None
+    write_csv(Path(out), results, base)
+    for metric in METRICS:
+        values = np.array([r[metric] for r in results.values()])
+        echo(f"{metric:10s} mean {values.mean():.4f}  sd {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}  "
+             f"({len(values)} images)")
+    if base is not None:
+        comparisons = compare(results, base)
+        for c in comparisons:
+            echo(f"{c.metric:10s} model - baseline {c.mean_difference:+.4f}  one-tailed paired t-test p = {c.p_value:.3g}")
+        if plot:
+            box_plots(Path(plot), results, base, comparisons)
+    echo(f"wrote {out}" + (f" and {plot}" if plot else ""))
+    return results
