@@ -19,9 +19,8 @@ from .models.reference import PAPER_MODELS
 from .spec_loading import bundled_spec_names, load_spec
 
 STILL_TO_COME = (
-    "Still to come (not in this version): this demo training, packaging and predicting on real microscopy "
-    "data, and CARE-protocol evaluation (gvtnet-zoo evaluate). Available now: gvtnet-zoo synth, train, "
-    "package, test and predict (see the README)."
+    "Still to come (not in this version): this demo training, packaging, predicting and evaluating on real "
+    "microscopy data. Available now: gvtnet-zoo synth, train, package, test, predict and evaluate (see the README)."
 )
 
 
