@@ -43,6 +43,8 @@ class GVTNetConfig(_SameSizeNetwork):
     depth: int = Field(4, ge=1, description="resolution levels; inputs must be multiples of 2^(depth-1)")
     base_channels: int = Field(32, ge=1, description="feature maps at level 1, doubled per level")
     batch_norm: bool = True
+    bn_momentum: float = Field(0.003, gt=0, le=1, description="PyTorch batch-norm momentum; the paper's 0.003 "
+                               "(0.997 in TF terms) settles only over thousands of steps")
     heads: int = Field(1, ge=1, description="attention heads of every GVTO")
     encoder_blocks: list[Annotated[int, Field(ge=0)]] = Field(
         [1, 0, 0, 0], description="residual blocks per level, after that level's down-sampling"

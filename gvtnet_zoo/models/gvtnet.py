@@ -106,6 +106,9 @@ class GVTNet(HeadedNetwork):
         self.head_pre = PreActivation(sd, channels[0], cfg.batch_norm)
         self.head = conv(sd, channels[0], cfg.out_channels, cfg.head_kernel_size, bias=cfg.head_bias)
         self.sigma_head = conv(sd, channels[0], cfg.out_channels, 1) if cfg.sigma_head else None
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = cfg.bn_momentum
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activated last decoder features: (B, C_in, *S) -> (B, base_channels, *S)."""
