@@ -17,12 +17,13 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .atomic import atomic_path, write_text_atomically
+from .atomic import write_text_atomically
 from .data.io import read_image
 from .data.samples import CREDITS, prepare_label_free_2d
 from .evaluate.metrics import METRICS
 from .evaluate.report import evaluate
 from .export.package import package_run
+from .figures import save_panels
 from .models import build_model, count_parameters
 from .models.reference import PAPER_MODELS
 from .predict.run import predict_files
@@ -43,24 +44,10 @@ def _check_paper_models(echo: Callable[[str], None]) -> list[str]:
 
 
 def _figure(path: Path, data: Path, predictions: dict[str, Path], image: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("transmitted light", read_image(data / "test" / "source" / image))]
-    panels += [(name, read_image(folder / image)) for name, folder in predictions.items()]
-    panels.append(("Hoechst fluorescence", read_image(data / "test" / "target" / image)))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.3 * len(panels)))
-    for ax, (title, array) in zip(axes, panels):
-        low, high = np.percentile(array, (0.5, 99.8))
-        ax.imshow(array, cmap="gray" if title.startswith("trans") else "magma", vmin=low, vmax=high)
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    panels = [("transmitted light", read_image(data / "test" / "source" / image), "gray")]
+    panels += [(name, read_image(folder / image), "magma") for name, folder in predictions.items()]
+    panels.append(("Hoechst fluorescence", read_image(data / "test" / "target" / image), "magma"))
+    save_panels(path, panels, vertical=True, panel_size=(9.0, 2.3), dpi=90)
 
 
 def run_demo(out_dir: str | Path, steps: Optional[int] = None, echo: Callable[[str], None] = print) -> Path:

@@ -18,6 +18,15 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in (*TIFF_SUFFIXES, ".npy")
 
 
+def image_stem(path: Path) -> str:
+    """The file name without its image suffix: 'a.ome.tif' -> 'a', 'b.npy' -> 'b' (dots elsewhere kept)."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """The image at ``path`` as float32 with singleton axes dropped: (Y, X) or (Z, Y, X) for a plain stack."""
     path = Path(path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import Spec
 from ..errors import UserError
-from .io import is_image_file, read_image
+from .io import image_stem, is_image_file, read_image
 
 
 @dataclass
@@ -33,21 +33,13 @@ class PairedData:
     are_patches: bool = False  # CSBDeep .npz: already cropped patches, used as they are
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _folder_pairs(root: Path) -> list[tuple[str, Path, Path]]:
     source_dir, target_dir = root / "source", root / "target"
     for folder in (source_dir, target_dir):
         if not folder.is_dir():
             raise UserError(f"{root} has no {folder.name}/ folder; put inputs in {root}/source and targets in {root}/target")
-    sources = {_stem(p): p for p in sorted(source_dir.iterdir()) if is_image_file(p)}
-    targets = {_stem(p): p for p in sorted(target_dir.iterdir()) if is_image_file(p)}
+    sources = {image_stem(p): p for p in sorted(source_dir.iterdir()) if is_image_file(p)}
+    targets = {image_stem(p): p for p in sorted(target_dir.iterdir()) if is_image_file(p)}
     if not sources and not targets:
         raise UserError(f"no images (.tif, .tiff, .npy) in {source_dir} or {target_dir}")
     alone = sorted(set(sources) ^ set(targets))
@@ -71,7 +63,7 @@ def _csv_pairs(path: Path) -> list[tuple[str, Path, Path]]:
         if not row["source"] or not row["target"]:
             raise UserError(f"{path} line {number}: empty source or target; give both paths")
         source, target = path.parent / row["source"], path.parent / row["target"]
-        pairs.append((f"{number - 1:04d}_{_stem(source)}", source, target))
+        pairs.append((f"{number - 1:04d}_{image_stem(source)}", source, target))
     return pairs
 
 

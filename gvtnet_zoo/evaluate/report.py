@@ -10,15 +10,16 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..atomic import atomic_path
-from ..data.io import is_image_file, read_image
+from ..data.io import image_stem, is_image_file, read_image
 from ..errors import UserError
+from ..figures import pyplot, save_figure
 from .metrics import HIGHER_IS_BETTER, METRICS, scores
 
 
 def _images(folder: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"{role} folder {folder} not found; give a folder of TIFF or .npy images")
-    found = {p.name.split(".")[0]: p for p in sorted(folder.iterdir()) if is_image_file(p)}
+    found = {image_stem(p): p for p in sorted(folder.iterdir()) if is_image_file(p)}
     if not found:
         raise UserError(f"no TIFF or .npy images in the {role} folder {folder}")
     return found
@@ -80,21 +81,14 @@ def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Option
 
 def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
               comparisons: list[Comparison]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6))
+    fig, axes = pyplot().subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6))
     for ax, comparison in zip(axes, comparisons):
         metric = comparison.metric
         data = [[r[metric] for r in baseline.values()], [r[metric] for r in results.values()]]
         ax.boxplot(data, tick_labels=["baseline", "model"])
         ax.set_title(f"{metric}\np = {comparison.p_value:.3g} (one-tailed, paired)", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, 100)
 
 
 def evaluate(pred: str | Path, truth: str | Path, out: str | Path, baseline: Optional[str | Path] = None,

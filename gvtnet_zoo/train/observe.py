@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_path
+from ..figures import plane, pyplot, save_figure, save_panels
 from .run_dir import RunDir
 
 COLUMNS = ("step", "train_loss", "lr", "val_loss", "val_nrmse", "val_pearson_r", "elapsed_s")
@@ -94,11 +95,7 @@ def _series(rows: list[dict[str, str]], key: str) -> tuple[list[int], list[float
 
 def plot_curves(metrics_csv: Path, png: Path) -> None:
     """Training and validation loss, validation NRMSE and Pearson r over steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = _kept_rows(metrics_csv, 2**62)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for key, label in (("train_loss", "training"), ("val_loss", "validation")):
@@ -110,34 +107,12 @@ def plot_curves(metrics_csv: Path, png: Path) -> None:
     axes[2].plot(*_series(rows, "val_pearson_r"), marker="o", markersize=3, color="tab:green")
     axes[2].set(title="validation Pearson r", xlabel="step")
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, png, 90)
 
 
 def save_sample(png: Path, source: np.ndarray, prediction: np.ndarray, target: np.ndarray, title: str) -> None:
     """input | prediction | target side by side; 3D shows the middle z slice (max projection for a 3D->2D input)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def plane(image: np.ndarray, reduce: bool = False) -> np.ndarray:
-        if image.ndim == 2:
-            return image
-        return image.max(axis=0) if reduce else image[image.shape[0] // 2]
-
     projecting = source.ndim != target.ndim
-    panels = (("input" + (" (max over z)" if projecting else ""), plane(source, projecting)),
-              ("prediction", plane(prediction)), ("target", plane(target)))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
-    for ax, (name, image) in zip(axes, panels):
-        low, high = np.percentile(image, (0.5, 99.5))
-        ax.imshow(image, cmap="magma", vmin=low, vmax=high)
-        ax.set_title(name)
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_panels(png, [("input" + (" (max over z)" if projecting else ""), plane(source, projecting), "magma"),
+                      ("prediction", plane(prediction), "magma"), ("target", plane(target), "magma")],
+                panel_size=(4.0, 4.4), dpi=80, title=title)
