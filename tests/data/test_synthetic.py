@@ -59,3 +59,18 @@ def test_real_label_free_pairs_from_the_sample_package(tmp_path: Path) -> None:
     target = tifffile.imread(out / "train" / "target" / "t00.tif")
     assert source.shape == target.shape == (210, 576) and source.dtype == np.uint16
     assert not np.array_equal(source, target)  # transmitted light and fluorescence are different channels
+
+
+def test_real_nuclei_denoising_pairs_carry_simulated_shot_noise(tmp_path: Path) -> None:
+    from gvtnet_zoo.data.samples import prepare_denoise_3d
+
+    out = prepare_denoise_3d(tmp_path, photons=10.0)
+    assert sorted(p.name for p in (out / "train" / "source").iterdir()) == ["top_left.tif", "top_right.tif"]
+    source = tifffile.imread(out / "test" / "source" / "bottom.tif").astype(np.float64)
+    target = tifffile.imread(out / "test" / "target" / "bottom.tif").astype(np.float64)
+    assert source.shape == target.shape == (60, 128, 256)
+    assert source.max() < 60  # ~10 photons at the brightest voxel plus background, read noise and offset
+    # shot noise: the variance grows with the signal, so bright voxels scatter more than dark ones
+    bright, dark = target > np.percentile(target, 95), target < np.percentile(target, 20)
+    assert source[bright].var() > 2 * source[dark].var()
+    assert 0.2 < pearson_r(source, target) < 0.8
