@@ -29,7 +29,7 @@ from report import emit  # noqa: E402
 
 from gvtnet_zoo.data.io import read_image, write_tiff  # noqa: E402
 from gvtnet_zoo.data.samples import CREDITS, prepare_denoise_3d, prepare_label_free_2d  # noqa: E402
-from gvtnet_zoo.evaluate.metrics import METRICS, scores  # noqa: E402
+from gvtnet_zoo.evaluate.metrics import scores  # noqa: E402
 from gvtnet_zoo.evaluate.report import compare, score_folder  # noqa: E402
 from gvtnet_zoo.export.package import package_run  # noqa: E402
 from gvtnet_zoo.figures import pyplot, save_figure  # noqa: E402

@@ -67,7 +67,9 @@ def _test(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .predict.run import parse_named_inputs, predict_files
 
-    mode = "whole" if args.whole else "tile" if args.tile else "auto"
+    if args.global_context and args.whole:
+        raise UserError("--global-context already gives the whole image's result; give either it or --whole")
+    mode = "global" if args.global_context else "whole" if args.whole else "tile" if args.tile else "auto"
     if not args.inputs and not args.input:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
@@ -136,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     whole_or_tiles = predict.add_mutually_exclusive_group()
     whole_or_tiles.add_argument("--whole", action="store_true", help="predict each image at once")
     whole_or_tiles.add_argument("--tile", metavar="Z,Y,X", help="predict in tiles of about this size (halos cropped)")
+    predict.add_argument("--global-context", action="store_true",
+                         help="GVTNet packages made by gvtnet-zoo: the whole image's result in tiles of --tile "
+                              "(default 64,256,256), tile-sized memory")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     predict.set_defaults(handler=_predict)

@@ -1,7 +1,8 @@
 """``gvtnet-zoo predict``: any zoo package on files, the prediction pipeline created once for all of them.
 
 Modes: whole (the image at once, padded on the far side to a valid size and cropped back), tiled
-(blended tiles with the halo cropped, predict/tiling.py), or auto (whole when the image is small enough).
+(blended tiles with the halo cropped, predict/tiling.py), global (gvtnet-zoo GVTNets only: the whole
+image's result in tiles, predict/global_context.py), or auto (whole when the image is small enough).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..train.distributed import choose_device
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
+from .global_context import ContextNetwork, context_network_from_package
 from .model import ZooModel, load_zoo_model
 from .tiling import output_halo, predict_blended
 
@@ -153,6 +156,23 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, 
     return _crop_outputs(model, last.sample, original)
 
 
+def _predict_global(pipeline: Any, model: ZooModel, network: ContextNetwork, sample: Any, tile: dict[str, int],
+                    name: str) -> Any:
+    """The package's own pre- and postprocessing on the whole sample; the network's forward by global context."""
+    from bioimageio.core import Tensor
+    from bioimageio.core.sample import Sample
+
+    tensor, output = model.descr.inputs[0], model.descr.outputs[0]
+    original = _pad_to_valid(model, sample)
+    pipeline.apply_preprocessing(sample)
+    image = sample.members[tensor.id].transpose(_axis_ids(tensor)).data.to_numpy().astype(np.float32)
+    predicted = network.predict(image, tile, name)
+    result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=_axis_ids(output))}, stat=sample.stat,
+                    id=sample.id)
+    pipeline.apply_postprocessing(result)
+    return _crop_outputs(model, result, original)
+
+
 def free_memory_bytes(devices: Sequence[str]) -> int:
     """Free memory of the device the model runs on: the CUDA device's, else the machine's available RAM."""
     import torch
@@ -237,6 +257,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
         raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite or "
                         "choose another --out")
     tensors = dict(zip(model.input_ids, model.descr.inputs))
+    network = None
+    if mode == "global":
+        network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
     tile_sizes = parse_tile(tile, 3)
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
@@ -256,13 +279,17 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             voxels += space
             name = files[first_input].name
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
-            if mode == "tile" or (mode == "auto" and space > whole_limit):
+            if network is not None:
+                result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
+            elif mode == "tile" or (mode == "auto" and space > whole_limit):
                 result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, name)
             else:
                 result = _predict_whole(pipeline, model, sample)
             for output_id, output, target in zip(model.output_ids, model.descr.outputs, targets):
                 write_output(target, result.members[output_id].data.to_numpy(), _letters(output))
-    label = model.device_label + (f" (process {rank} of {world})" if world > 1 else "")
-    summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, model.weight_format)
+    label = (str(next(network.network.parameters()).device) if network else model.device_label) + (
+        f" (process {rank} of {world})" if world > 1 else "")
+    weights = "pytorch_state_dict (global context)" if network is not None else model.weight_format
+    summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, weights)
     echo(summary.line())
     return summary

@@ -1,0 +1,189 @@
+"""Global-context inference: a GVTNet's whole-image prediction computed in tile-sized memory.
+
+A GVTO's attention is linear, so its only global state is, per head, the d x d matrix K^T V summed
+over all voxels and the query count N_q (nn/attention.py). With the GVTOs in network order:
+
+1. pass i runs every tile up to GVTO i (earlier GVTOs already use their whole-image contexts),
+   adds the keys and values of the tile's *core* to GVTO i's context, and stops there;
+2. a final pass runs every tile with all contexts complete and keeps each tile's core.
+
+Cores partition the image on the network's down-sampling grid, and each tile extends its core by
+a halo at least the receptive-field radius of all convolutions, so every core voxel sees exactly
+what it sees in the whole image. Memory is that of one tile; time is (GVTOs + 1) tiled passes,
+the collecting ones shorter.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..config import Spec
+from ..errors import UserError
+from ..export.halo import receptive_field_radius
+from ..models import build_model
+from ..models.probe import probe
+from ..nn.attention import GlobalAttention
+
+Window = tuple[int, int, int, int]  # core start, core end, tile start, tile end (input voxels)
+
+
+@dataclass
+class _Context:
+    """One GVTO's accumulated global state and, while collecting, the current tile's core."""
+
+    query_ratio: float  # query voxels per input voxel of the attention: 1 (same), 1/2^d (down), 2^d (up), ...
+    kv: torch.Tensor | None = None  # (B, heads, d, d)
+    query_count: float = 0.0
+    core: list[tuple[int, int, int]] = field(default_factory=list)  # per input space axis: start, end, tile length
+
+
+class _Collected(Exception):
+    """Stops a collecting pass once its GVTO has added the tile's keys and values: nothing later is needed."""
+
+
+def _collect(attention: GlobalAttention, state: _Context, x: torch.Tensor) -> Any:
+    region = [slice(None), slice(None)]
+    sizes = x.shape[2:]
+    # a 2D attention after a 3D-to-2D projection sees the last axes of the input
+    for size, (start, end, length) in zip(sizes, state.core[len(state.core) - len(sizes):]):
+        factor = length // size
+        if factor * size != length or start % factor or end % factor:
+            raise RuntimeError("a tile core is off the network's down-sampling grid")
+        region.append(slice(start // factor, end // factor))
+    k, v = attention.key(x)[tuple(region)], attention.value(x)[tuple(region)]
+    kv = attention.key_value_context(k, v)
+    state.kv = kv if state.kv is None else state.kv + kv
+    state.query_count += k[0, 0].numel() * state.query_ratio
+    raise _Collected
+
+
+def _apply(attention: GlobalAttention, state: _Context, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q = attention.query(x)
+    return attention.attend(q, state.kv, round(state.query_count)), q
+
+
+@contextmanager
+def _patched(attentions: list[GlobalAttention], states: list[_Context], collecting: int | None) -> Iterator[None]:
+    """GVTOs before ``collecting`` (all, if None) apply their contexts; GVTO ``collecting`` collects."""
+    last = len(attentions) if collecting is None else collecting
+    try:
+        for attention, state in zip(attentions[:last], states[:last]):
+            attention.forward = functools.partial(_apply, attention, state)
+        if collecting is not None:
+            attentions[collecting].forward = functools.partial(_collect, attentions[collecting], states[collecting])
+        yield
+    finally:
+        for attention in attentions:
+            attention.__dict__.pop("forward", None)
+
+
+def core_windows(size: int, tile: int, halo: int, step: int, axis: str) -> list[Window]:
+    """Cores of ``tile - 2 halo`` (a multiple of ``step``) covering ``size``, each widened by the halo."""
+    if tile >= size:
+        return [(0, size, 0, size)]
+    core = (tile - 2 * halo) // step * step
+    if core < step:
+        raise UserError(f"--tile {tile} along {axis} leaves no room between the halos ({halo} each side); "
+                        f"use at least {2 * halo + step}")
+    return [(s, min(s + core, size), max(0, s - halo), min(size, s + core + halo)) for s in range(0, size, core)]
+
+
+@dataclass
+class ContextNetwork:
+    """A GVTNet with what global-context inference needs to know about it."""
+
+    network: nn.Module
+    spec: Spec
+    attentions: list[GlobalAttention]  # in the order a forward pass calls them
+    query_ratios: list[float]
+    halo: list[int]  # per space axis: receptive-field radius of all convolutions, rounded up to the step
+
+    @classmethod
+    def build(cls, spec: Spec, state_dict: dict[str, torch.Tensor] | None = None, device: str = "cpu") -> ContextNetwork:
+        network = build_model(spec).eval()
+        if state_dict is not None:
+            network.load_state_dict(state_dict)
+        attentions: list[GlobalAttention] = []
+        ratios: list[float] = []
+
+        def record(module: nn.Module, inputs: Any, output: Any) -> None:
+            attentions.append(module)
+            ratios.append(output[1][0, 0].numel() / inputs[0][0, 0].numel())
+
+        if not any(isinstance(m, GlobalAttention) for m in network.modules()):
+            raise UserError(f"--global-context: {spec.name} ({spec.model.architecture}) has no GVTOs, so no global "
+                            "state; plain --tile is already exact away from the image borders")
+        if spec.model.input_dims != spec.model.output_dims:
+            raise UserError("--global-context does not handle 3D-to-2D projection models yet; use --whole or --tile")
+        step = spec.model.size_step()
+        shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
+        probe(network, shape, [(m, record) for m in network.modules() if isinstance(m, GlobalAttention)])
+        halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
+        return cls(network.to(device), spec, attentions, ratios, halo)
+
+    def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "") -> np.ndarray:
+        """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
+
+        ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole.
+        """
+        step = self.spec.model.size_step()
+        axes = "zyx"[3 - len(step):]
+        windows = [core_windows(n, tile.get(a, n), h, s, a) for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
+        tiles = list(itertools.product(*windows))
+        states = [_Context(ratio) for ratio in self.query_ratios]
+        device = next(self.network.parameters()).device
+        output: np.ndarray | None = None
+        bar = tqdm(total=len(tiles) * (len(states) + 1), desc=f"  {progress} global context", unit="tile",
+                   leave=False, disable=len(tiles) < 2)
+        with torch.no_grad(), bar:
+            for collecting in [*range(len(states)), None]:
+                with _patched(self.attentions, states, collecting):
+                    for combo in tiles:
+                        bar.update()
+                        region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
+                        x = torch.from_numpy(np.ascontiguousarray(image[region])).to(device)
+                        core = [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo]
+                        if collecting is not None:
+                            states[collecting].core = core
+                            try:
+                                self.network(x)
+                            except _Collected:
+                                continue
+                            raise RuntimeError("a collecting pass ran past its GVTO")
+                        y = self.network(x).cpu().numpy()
+                        if output is None:
+                            output = np.zeros((*y.shape[:2], *image.shape[2:]), np.float32)
+                        inner = (slice(None), slice(None), *[slice(a, b) for a, b, _ in core])
+                        output[(slice(None), slice(None), *[slice(c0, c1) for c0, c1, _, _ in combo])] = y[inner]
+        assert output is not None
+        return output
+
+
+def context_network_from_package(descr: Any, device: str) -> ContextNetwork:
+    """The package's GVTNet built from its own spec and state dict (no package code runs)."""
+    import io
+
+    from bioimageio.spec.utils import get_reader
+
+    config = getattr(getattr(descr, "config", None), "gvtnet_zoo", None)
+    if not isinstance(config, dict) or "spec" not in config:
+        raise UserError("--global-context needs a package made by gvtnet-zoo (its rdf.yaml carries "
+                        "config.gvtnet_zoo.spec); predict this one with --whole or --tile")
+    weights = getattr(descr.weights, "pytorch_state_dict", None)
+    if weights is None:
+        raise UserError("--global-context needs the package's pytorch_state_dict weights, which this package lacks")
+    spec = Spec.model_validate(config["spec"])
+    state = torch.load(io.BytesIO(get_reader(weights.source, sha256=weights.sha256).read()), map_location="cpu",
+                       weights_only=True)
+    return ContextNetwork.build(spec, state, device)
