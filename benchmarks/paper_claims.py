@@ -101,15 +101,18 @@ def context_curve(packages: dict[str, Path], data: Path, work: Path, tiles: list
     truth = read_image(data / "test" / "target" / "bottom.tif")
     whole = " x ".join(map(str, truth.shape))
     settings = [(str(t), "tile", f"64,{t},{t}") for t in tiles] + [(f"whole ({whole})", "whole", None)]
+    series = [(label, package, {}) for label, package in packages.items()]
+    series.append(("GVTNet, --global-context", packages["GVTNet"], {"tile": "global"}))
     ssim: dict[str, list[float]] = {}
-    for label, package in packages.items():
+    for label, package, override in series:
         for name, mode, tile in settings:
-            out = work / "context" / label / name.split()[0]
+            mode = override.get(mode, mode)
+            out = work / "context" / label.replace(", --", "-") / name.split()[0]
             predict_files(package, [data / "test" / "source"], out, mode=mode, tile=tile, overwrite=True, echo=QUIET)
             ssim.setdefault(label, []).append(scores(read_image(out / "bottom.tif"), truth)["ssim"])
     fig, ax = pyplot().subplots(figsize=(5, 3.4))
     for label, values in ssim.items():
-        ax.plot(tiles + [tiles[-1] + 64], values, "o-", label=label)
+        ax.plot(tiles + [tiles[-1] + 64], values, "o--" if "global" in label else "o-", label=label)
     ax.set_xticks(tiles + [tiles[-1] + 64], [str(t) for t in tiles] + ["whole"])
     ax.set(xlabel="prediction tile size in y and x (z whole)", ylabel="SSIM", title="3D denoising: SSIM vs context")
     ax.legend()
@@ -148,7 +151,8 @@ def main() -> None:
     figure = (args.out.parent if args.out else args.work) / "figures" / "context_size.png"
     lines += ["## The paper's Fig. 3d: SSIM against prediction tile size (3D denoising test volume)", "",
               "Tiled prediction (`gvtnet-zoo predict --tile 64,T,T`): each tile sees only itself; the halo is cropped "
-              "and overlaps blended.", "",
+              "and overlaps blended. `--global-context --tile 64,T,T` predicts in tiles of the same size but gives "
+              "the whole-image result (each GVTO's K^T V summed over all tiles first).", "",
               *context_curve(packages["3D denoising"], args.work / "data" / "3d", args.work,
                              [int(t) for t in args.tiles.split(",")], figure),
               "", f"![SSIM against tile size]({figure.relative_to(args.out.parent) if args.out else figure})", ""]

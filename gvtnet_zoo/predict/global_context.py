@@ -132,10 +132,11 @@ class ContextNetwork:
         halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
         return cls(network.to(device), spec, attentions, ratios, halo)
 
-    def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "") -> np.ndarray:
+    def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
         ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole.
+        ``global_context=False`` lets each tile attend to itself only (plain tiling, for comparison).
         """
         step = self.spec.model.size_step()
         axes = "zyx"[3 - len(step):]
@@ -144,11 +145,11 @@ class ContextNetwork:
         states = [_Context(ratio) for ratio in self.query_ratios]
         device = next(self.network.parameters()).device
         output: np.ndarray | None = None
-        bar = tqdm(total=len(tiles) * (len(states) + 1), desc=f"  {progress} global context", unit="tile",
+        bar = tqdm(total=len(tiles) * (len(states) * global_context + 1), desc=f"  {progress} global context", unit="tile",
                    leave=False, disable=len(tiles) < 2)
         with torch.no_grad(), bar:
-            for collecting in [*range(len(states)), None]:
-                with _patched(self.attentions, states, collecting):
+            for collecting in [*range(len(states) if global_context else 0), None]:
+                with _patched(self.attentions if global_context else [], states, collecting):
                     for combo in tiles:
                         bar.update()
                         region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
