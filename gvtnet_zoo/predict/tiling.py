@@ -56,7 +56,10 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     pipeline.apply_preprocessing(sample)
     member = sample.members[tensor.id]
     sizes = dict(member.sizes)
-    space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, v0_5.ParameterizedSize)]
+    # only axes the outputs keep are tiled: a 3D-to-2D projection needs its whole stack in every tile
+    kept = {ref.axis_id for output in descr.outputs for axis in output.axes
+            if isinstance(ref := getattr(axis, "size", None), v0_5.SizeReference) and ref.tensor_id == tensor.id}
+    space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, v0_5.ParameterizedSize) and a.id in kept]
     windows: dict[Any, list[tuple[int, int, np.ndarray]]] = {}
     for axis in space:
         size, h = sizes[axis.id], halo.get(str(axis.id), 0)
