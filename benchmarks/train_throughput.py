@@ -2,10 +2,9 @@
 
     python benchmarks/train_throughput.py                          # the demo specs, CPU, 0 and 2 workers
     python benchmarks/train_throughput.py --device cuda --specs gvtnet-care-denoise,unet-care-denoise --amp bf16
+    python benchmarks/train_throughput.py --device cuda --specs gvtnet-label-free --amp bf16 --channels-last --compile
 
-Data: synthetic pairs from report import emit  # benchmarks/report.py (scripts run from this folder)
-
-from gvtnet_zoo.data.synthetic (4 images, normalized as in training). Each run
+Data: synthetic pairs from gvtnet_zoo.data.synthetic (4 images, normalized as in training). Each run
 times --steps steps after --warmup steps: the wait for the next batch and the training step itself
 (forward, loss, backward, Adam), synchronized on CUDA. One markdown row per spec and worker count.
 """
@@ -44,14 +43,21 @@ def _pairs(spec, images: int = 4) -> list[ImagePair]:
     return pairs
 
 
-def measure(name: str, device: torch.device, workers: int, steps: int, warmup: int, amp: str) -> dict[str, float]:
+def measure(name: str, device: torch.device, workers: int, steps: int, warmup: int, amp: str,
+            channels_last: bool = False, compiled: bool = False) -> dict[str, float]:
     spec = load_spec(name)
     model = build_model(spec).to(device)
+    layout = torch.channels_last if spec.model.input_dims == 2 else torch.channels_last_3d
+    if channels_last:
+        model = model.to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.train.lr, betas=spec.train.betas)
     sampler = PatchSampler(_pairs(spec), spec.data.patch_size, 0, flips=True, rotations=spec.data.rotations)
     loader = DataLoader(sampler, batch_size=spec.data.batch_size, sampler=range((steps + warmup) * spec.data.batch_size),
                         num_workers=workers, pin_memory=device.type == "cuda")
     with_scale = spec.train.loss == "laplace_nll"
+    forward = model.forward_with_scale if with_scale else model
+    if compiled:
+        forward = torch.compile(forward)  # the warm-up steps include the compilation
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
                 if device.type == "cuda" and amp != "off" else torch.autocast("cpu", enabled=False))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -61,10 +67,12 @@ def measure(name: str, device: torch.device, workers: int, steps: int, warmup: i
         start = time.perf_counter()
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.to(memory_format=layout)
         sync()
         fetched = time.perf_counter()
         with autocast:
-            loss = compute_loss(spec.train.loss, model.forward_with_scale(x) if with_scale else model(x), y)
+            loss = compute_loss(spec.train.loss, forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,18 +93,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true", help="channels-last (3D) memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     parser.add_argument("--out", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
     device = torch.device(args.device)
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    lines = [f"Device: {hardware}; torch {torch.__version__}; amp {args.amp}; {args.steps} timed steps after "
+    lines = [f"Device: {hardware}; torch {torch.__version__}; amp {args.amp}; channels-last {args.channels_last}; "
+             f"torch.compile {args.compile}; {args.steps} timed steps after "
              f"{args.warmup} warm-up steps.", "",
              "| spec | batch x patch | workers | steps/s | data share of a step |", "|---|---|---:|---:|---:|"]
     for name in args.specs.split(","):
         spec = load_spec(name)
         for workers in (int(w) for w in args.workers.split(",")):
-            result = measure(name, device, workers, args.steps, args.warmup, args.amp)
+            result = measure(name, device, workers, args.steps, args.warmup, args.amp, args.channels_last, args.compile)
             lines.append(f"| {name} | {spec.data.batch_size} x {'x'.join(map(str, spec.data.patch_size))} | {workers} | "
                          f"{result['steps_per_s']:.2f} | {100 * result['data_share']:.1f}% |")
             print(lines[-1], flush=True)
