@@ -26,13 +26,13 @@ def conv_relu_stack(spatial_dims: int, in_channels: int, widths: Sequence[int], 
         layers.append(conv(spatial_dims, in_channels, width, 3, bias=True))
         if batch_norm:
             layers.append(norm(spatial_dims, width, True, TORCH_BN_MOMENTUM))
-        layers.append(nn.ReLU())
+        layers.append(nn.ReLU(inplace=True))  # on a fresh conv or BN output, as pytorch_fnet does
         in_channels = width
     return nn.Sequential(*layers)
 
 
 def _with_bn_relu(spatial_dims: int, layer: nn.Module, channels: int) -> nn.Sequential:
-    return nn.Sequential(layer, norm(spatial_dims, channels, True, TORCH_BN_MOMENTUM), nn.ReLU())
+    return nn.Sequential(layer, norm(spatial_dims, channels, True, TORCH_BN_MOMENTUM), nn.ReLU(inplace=True))
 
 
 class UNetFnet(nn.Module):

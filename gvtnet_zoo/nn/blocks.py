@@ -25,13 +25,13 @@ class ResidualBlock(nn.Module):
         )
         self.project_input = in_channels != out_channels
         self.conv1 = conv(spatial_dims, in_channels, out_channels, kernel_size)
-        self.pre2 = PreActivation(spatial_dims, out_channels, use_norm)
+        self.pre2 = PreActivation(spatial_dims, out_channels, use_norm, input_is_temporary=True)
         self.conv2 = conv(spatial_dims, out_channels, out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.pre(x)
         shortcut = self.shortcut(a) if self.project_input else x
-        return shortcut + self.conv2(self.pre2(self.conv1(a)))
+        return self.conv2(self.pre2(self.conv1(a))).add_(shortcut)  # in place: the sum is the block's only use
 
 
 class DownResidualBlock(nn.Module):
@@ -45,9 +45,9 @@ class DownResidualBlock(nn.Module):
         self.pre = PreActivation(spatial_dims, in_channels, use_norm)
         self.shortcut = conv(spatial_dims, in_channels, out_channels, 1, stride=2)
         self.conv1 = conv(spatial_dims, in_channels, out_channels, 3, stride=2)
-        self.pre2 = PreActivation(spatial_dims, out_channels, use_norm)
+        self.pre2 = PreActivation(spatial_dims, out_channels, use_norm, input_is_temporary=True)
         self.conv2 = conv(spatial_dims, out_channels, out_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.pre(x)
-        return self.shortcut(a) + self.conv2(self.pre2(self.conv1(a)))
+        return self.conv2(self.pre2(self.conv1(a))).add_(self.shortcut(a))

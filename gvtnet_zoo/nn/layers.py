@@ -101,16 +101,21 @@ def norm(spatial_dims: int, channels: int, enabled: bool, momentum: float = BN_M
     return _BATCH_NORM[spatial_dims](channels, momentum=momentum, eps=BN_EPS)
 
 
-def activation() -> nn.Module:
+def activation(inplace: bool = False) -> nn.Module:
     """ReLU6, the activation of every GVTNets operator."""
-    return nn.ReLU6()
+    return nn.ReLU6(inplace=inplace)
 
 
 class PreActivation(nn.Sequential):
-    """norm -> ReLU6, the shared front of every pre-activation block. Shape-preserving."""
+    """norm -> ReLU6, the shared front of every pre-activation block. Shape-preserving.
 
-    def __init__(self, spatial_dims: int, channels: int, use_norm: bool) -> None:
-        super().__init__(norm(spatial_dims, channels, use_norm), activation())
+    The activation overwrites its input when that is a temporary nobody else reads (the norm's output,
+    or a convolution's when ``input_is_temporary``): at full resolution a new tensor costs as much as
+    the ReLU6 itself.
+    """
+
+    def __init__(self, spatial_dims: int, channels: int, use_norm: bool, input_is_temporary: bool = False) -> None:
+        super().__init__(norm(spatial_dims, channels, use_norm), activation(inplace=use_norm or input_is_temporary))
 
 
 class NearestUpsample(nn.Module):
