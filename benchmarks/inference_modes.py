@@ -5,9 +5,12 @@
 
 Every measurement runs in a fresh subprocess (peak memory of one thing at a time), on random weights
 (speed and memory do not depend on them) and a random volume, after one warm-up pass on a small
-volume. CPU peak = growth of the process's maximum resident set during the measured call; CUDA peak
-= torch.cuda.max_memory_allocated. Tiled and global-context runs use the same tiles and cores
-(gvtnet_zoo.predict.global_context): "tiled" lets each tile attend to itself only.
+volume. Whole volumes run in eager PyTorch (contiguous or channels-last memory) and in onnxruntime
+(the package's default weights, exported as `gvtnet-zoo package` exports them). CPU peak = growth of
+the process's maximum resident set during the measured call (a peak reached before it, e.g. by the
+ONNX export, hides a smaller one: small volumes read ~0); CUDA peak = torch.cuda.max_memory_allocated.
+Tiled and global-context runs use the same tiles and cores (gvtnet_zoo.predict.global_context):
+"tiled" lets each tile attend to itself only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,22 +45,42 @@ def _peak_bytes(device: torch.device, rss_before: int) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
 
 
+def _onnx_session(network: torch.nn.Module, small: torch.Tensor, device_name: str) -> Any:
+    import tempfile
+
+    import onnxruntime
+
+    from gvtnet_zoo.export.weights import export_onnx
+
+    path = export_onnx(network, small, Path(tempfile.mkdtemp()) / "model.onnx")
+    providers = ["CUDAExecutionProvider"] if device_name.startswith("cuda") else ["CPUExecutionProvider"]
+    return onnxruntime.InferenceSession(str(path), providers=providers)
+
+
 def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device_name: str) -> dict[str, float]:
-    """One measurement, in this process: seconds and peak bytes of predicting a (1, 1, *shape) volume."""
+    """One measurement, in this process: seconds and peak bytes of predicting a (1, 1, *shape) volume.
+
+    ``mode``: whole (eager PyTorch), whole-channels-last, whole-onnxruntime, tiled or global.
+    """
     device = torch.device(device_name)
     torch.manual_seed(0)
     spec = load_spec(spec_name)
     image = np.random.default_rng(0).normal(size=(1, 1, *shape)).astype(np.float32)
     tiles = dict(zip("zyx", tile))
-    if mode == "whole":
-        network = build_model(spec).eval().to(device)
-        run = lambda: network(torch.from_numpy(image).to(device)).cpu()  # noqa: E731
-        warm = lambda: network(torch.zeros(1, 1, *[2 * s for s in spec.model.size_step()], device=device))  # noqa: E731
+    small = torch.zeros(1, 1, *[2 * s for s in spec.model.size_step()])
+    if mode == "whole-onnxruntime":
+        session = _onnx_session(build_model(spec).eval(), small, device_name)
+        run = lambda: session.run(None, {"input": image})  # noqa: E731
+        warm = lambda: session.run(None, {"input": small.numpy()})  # noqa: E731
+    elif mode.startswith("whole"):
+        layout = torch.channels_last_3d if mode == "whole-channels-last" else torch.contiguous_format
+        network = build_model(spec).eval().to(device, memory_format=layout)
+        run = lambda: network(torch.from_numpy(image).to(device, memory_format=layout)).cpu()  # noqa: E731
+        warm = lambda: network(small.to(device, memory_format=layout))  # noqa: E731
     else:
         context = ContextNetwork.build(spec, device=device_name)
         run = lambda: context.predict(image, tiles, global_context=mode == "global")  # noqa: E731
-        small = np.zeros((1, 1, *[2 * s for s in spec.model.size_step()]), np.float32)
-        warm = lambda: context.predict(small, tiles, global_context=mode == "global")  # noqa: E731
+        warm = lambda: context.predict(small.numpy(), tiles, global_context=mode == "global")  # noqa: E731
     with torch.no_grad():
         warm()
         if device.type == "cuda":
@@ -82,6 +106,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="32x128x128,64x256x256", help="volumes for the whole-volume comparison")
     parser.add_argument("--models", default="gvtnet-label-free,unet-fnet-label-free,gvtnet-care-denoise")
+    parser.add_argument("--runtimes", default="whole,whole-channels-last,whole-onnxruntime",
+                        help="whole (eager PyTorch), whole-channels-last, whole-onnxruntime")
+    parser.add_argument("--repeats", type=int, default=1, help="fresh processes per whole-volume row; the fastest counts")
     parser.add_argument("--context-volume", default="64x288x288", help="volume for tiled vs global context (CARE)")
     parser.add_argument("--tile", default="64x96x96", help="tile for tiled vs global context")
     parser.add_argument("--out", type=Path, help="append the report to this markdown file")
@@ -97,15 +124,19 @@ def main() -> None:
     hardware = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     lines = [f"## Inference: time and peak memory ({args.device}: {hardware}; {date.today()})", "",
-             f"`python benchmarks/inference_modes.py --device {args.device} --sizes {args.sizes} "
+             f"`python benchmarks/inference_modes.py --device {args.device} --sizes {args.sizes} --runtimes {args.runtimes} "
+             f"--repeats {args.repeats} "
              f"--context-volume {args.context_volume} --tile {args.tile}`", "",
              "| model | volume | mode | seconds | peak memory (GiB) |", "|---|---|---|---:|---:|"]
-    whole: dict[tuple[str, str], dict[str, float]] = {}
+    whole: dict[tuple[str, str, str], dict[str, float]] = {}
+    runtimes = args.runtimes.split(",")
     for size in args.sizes.split(","):
-        for model in args.models.split(","):
-            result = whole[(model, size)] = in_subprocess(model, "whole", dims(size), [], args.device)
-            lines.append(f"| {model} | {size} | whole | {result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} |")
-            print(lines[-1], flush=True)
+        for runtime in runtimes:
+            for model in args.models.split(","):
+                runs = [in_subprocess(model, runtime, dims(size), [], args.device) for _ in range(args.repeats)]
+                result = whole[(model, size, runtime)] = min(runs, key=lambda r: r["seconds"])
+                lines.append(f"| {model} | {size} | {runtime} | {result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} |")
+                print(lines[-1], flush=True)
     volume, tile = dims(args.context_volume), dims(args.tile)
     ratio = np.prod(volume) / np.prod(tile)
     context = {mode: in_subprocess("gvtnet-care-denoise", mode, volume, tile if mode != "whole" else [], args.device)
@@ -117,9 +148,11 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", "Ratios (same run):", ""]
     for size in args.sizes.split(","):
-        if ("gvtnet-label-free", size) in whole and ("unet-fnet-label-free", size) in whole:
-            r = whole[("gvtnet-label-free", size)]["seconds"] / whole[("unet-fnet-label-free", size)]["seconds"]
-            lines.append(f"- {size}: label-free GVTNet / fnet U-Net time = {r:.2f} (target <= 0.9)")
+        for runtime in runtimes:
+            pair = [whole.get((m, size, runtime)) for m in ("gvtnet-label-free", "unet-fnet-label-free")]
+            if all(pair):
+                lines.append(f"- {size}, {runtime}: label-free GVTNet / fnet U-Net time = "
+                             f"{pair[0]['seconds'] / pair[1]['seconds']:.2f} (target <= 0.9)")
     memory = context["global"]["peak_bytes"] / max(context["tiled"]["peak_bytes"], 1)
     lines.append(f"- global context / plain tiles on {args.context_volume}: peak memory {memory:.2f}x (target <= 1.5), "
                  f"time {context['global']['seconds'] / context['tiled']['seconds']:.2f}x; whole needs "
