@@ -103,13 +103,13 @@ def main() -> None:
     lines = [f"Device: {hardware}; torch {torch.__version__}; amp {args.amp}; channels-last {args.channels_last}; "
              f"torch.compile {args.compile}; {args.steps} timed steps after "
              f"{args.warmup} warm-up steps.", "",
-             "| spec | batch x patch | workers | steps/s | data share of a step |", "|---|---|---:|---:|---:|"]
+             "| spec | batch x patch | workers | steps/s | s/step | data share of a step |", "|---|---|---:|---:|---:|---:|"]
     for name in args.specs.split(","):
         spec = load_spec(name)
         for workers in (int(w) for w in args.workers.split(",")):
             result = measure(name, device, workers, args.steps, args.warmup, args.amp, args.channels_last, args.compile)
             lines.append(f"| {name} | {spec.data.batch_size} x {'x'.join(map(str, spec.data.patch_size))} | {workers} | "
-                         f"{result['steps_per_s']:.2f} | {100 * result['data_share']:.1f}% |")
+                         f"{result['steps_per_s']:.3g} | {1 / result['steps_per_s']:.3g} | {100 * result['data_share']:.1f}% |")
             print(lines[-1], flush=True)
     emit("\n".join(lines), args.out)
 
