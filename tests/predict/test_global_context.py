@@ -95,3 +95,17 @@ def test_packages_not_made_by_gvtnet_zoo_are_refused_in_one_line(tmp_path: Path,
     assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"),
                  "--global-context", "--whole"]) == 2
     assert "either it or --whole" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_global_context_on_cuda_equals_the_whole_forward() -> None:
+    spec = load_spec("demo-gvtnet-care-denoise-3d", ["model.residual_output=false"])
+    context = ContextNetwork.build(spec, device="cuda")
+    assert context.layout == torch.contiguous_format  # channels-last is a CPU choice
+    image = np.random.default_rng(1).normal(size=(1, 1, 32, 96, 80)).astype(np.float32)
+    image *= np.linspace(0.1, 4.0, 80, dtype=np.float32)
+    with torch.no_grad():
+        whole = context.network(torch.from_numpy(image).cuda()).cpu().numpy()
+    tiled = context.predict(image, {"z": 32, "y": 64, "x": 64})
+    # TF32 convolutions on the GPU: a looser bound than the CPU's float32
+    np.testing.assert_allclose(tiled, whole, atol=1e-3 * np.ptp(whole), rtol=0)
