@@ -97,19 +97,25 @@ def comparison_table(task: str, packages: dict[str, Path], data: Path, work: Pat
 
 
 def context_curve(packages: dict[str, Path], data: Path, work: Path, tiles: list[int], figure: Path) -> list[str]:
-    """SSIM of the 3D test volume per model and tile size (y = x); 'whole' last."""
+    """SSIM of the 3D test volume per model and tile size (y = x), 'whole' last; and how far each tiled
+    prediction is from the same model's whole-volume prediction (max |difference| / range)."""
     truth = read_image(data / "test" / "target" / "bottom.tif")
     whole = " x ".join(map(str, truth.shape))
     settings = [(str(t), "tile", f"64,{t},{t}") for t in tiles] + [(f"whole ({whole})", "whole", None)]
     series = [(label, package, {}) for label, package in packages.items()]
     series.append(("GVTNet, --global-context", packages["GVTNet"], {"tile": "global"}))
     ssim: dict[str, list[float]] = {}
+    deviation: dict[str, list[float]] = {}
     for label, package, override in series:
+        predictions = []
         for name, mode, tile in settings:
             mode = override.get(mode, mode)
             out = work / "context" / label.replace(", --", "-") / name.split()[0]
             predict_files(package, [data / "test" / "source"], out, mode=mode, tile=tile, overwrite=True, echo=QUIET)
-            ssim.setdefault(label, []).append(scores(read_image(out / "bottom.tif"), truth)["ssim"])
+            predictions.append(read_image(out / "bottom.tif"))
+            ssim.setdefault(label, []).append(scores(predictions[-1], truth)["ssim"])
+        whole_prediction = predictions[-1]
+        deviation[label] = [float(np.abs(p - whole_prediction).max() / np.ptp(whole_prediction)) for p in predictions]
     fig, ax = pyplot().subplots(figsize=(5, 3.4))
     for label, values in ssim.items():
         ax.plot(tiles + [tiles[-1] + 64], values, "o--" if "global" in label else "o-", label=label)
@@ -118,9 +124,11 @@ def context_curve(packages: dict[str, Path], data: Path, work: Path, tiles: list
     ax.legend()
     fig.tight_layout()
     save_figure(fig, figure, 110)
-    lines = ["| tile (y = x) | " + " | ".join(ssim) + " |", "|---|" + "---:|" * len(ssim)]
-    lines += [f"| {name} | " + " | ".join(f"{ssim[label][i]:.4f}" for label in ssim) + " |"
-              for i, (name, _, _) in enumerate(settings)]
+    lines = ["| tile (y = x) | " + " | ".join(f"SSIM {label}" for label in ssim) + " | "
+             + " | ".join(f"max deviation from whole, {label}" for label in ssim) + " |",
+             "|---|" + "---:|" * 2 * len(ssim)]
+    lines += [f"| {name} | " + " | ".join(f"{ssim[label][i]:.4f}" for label in ssim) + " | "
+              + " | ".join(f"{deviation[label][i]:.2g}" for label in ssim) + " |" for i, (name, _, _) in enumerate(settings)]
     return lines
 
 
