@@ -59,15 +59,16 @@ def test_projection_trains_packages_with_z_dropped_and_predicts_2d(tmp_path: Pat
     stack = tifffile.imread(sample)
     deep = np.concatenate([stack, stack[::-1], stack], axis=0)  # 48 slices, deeper than a 32-slice tile
     tifffile.imwrite(tmp_path / "deep.tif", deep)
-    for mode in (["--whole"], ["--tile", "32,304,240"], ["--tile", "32,256,240"]):
+    for mode in (["--whole"], ["--tile", "32,304,240"], ["--tile", "32,256,240"], ["--global-context", "--tile", "32,240,240"]):
         out = tmp_path / f"pred{len(mode)}{mode[-1]}"
         assert main(["predict", str(package), str(tmp_path / "deep.tif"), "--out", str(out), *mode]) == 0
         predicted = tifffile.imread(out / "deep.tif")
         assert predicted.shape == (1, 304, 240) and np.isfinite(predicted).all()
         if mode[-1] == "--whole":
             whole = predicted
-        elif mode[-1] == "32,304,240":  # y and x whole: z must not be tiled, so this equals the whole stack's result
-            np.testing.assert_allclose(predicted, whole, atol=1e-5 * np.ptp(whole), rtol=0)
+        elif mode[-1] == "32,304,240" or mode[0] == "--global-context":
+            # y and x whole: z must not be tiled; global context: y tiled, and still the whole stack's result
+            np.testing.assert_allclose(predicted, whole, atol=1e-4 * np.ptp(whole), rtol=0)
     truth = tmp_path / "truth"
     truth.mkdir()
     tifffile.imwrite(truth / "deep.tif", tifffile.imread(tmp_path / "big" / "test" / "target" / "test_000.tif"))

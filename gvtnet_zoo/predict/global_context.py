@@ -125,26 +125,29 @@ class ContextNetwork:
         if not any(isinstance(m, GlobalAttention) for m in network.modules()):
             raise UserError(f"--global-context: {spec.name} ({spec.model.architecture}) has no GVTOs, so no global "
                             "state; plain --tile is already exact away from the image borders")
-        if spec.model.input_dims != spec.model.output_dims:
-            raise UserError("--global-context does not handle 3D-to-2D projection models yet; use --whole or --tile")
         step = spec.model.size_step()
         shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
         probe(network, shape, [(m, record) for m in network.modules() if isinstance(m, GlobalAttention)])
         halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
         # oneDNN's 3D convolutions skip their layout conversions on channels-last tensors: ~20% faster on CPU
         # (CARE GVTNet, 64x192x192 in 64x96x96 tiles: 37 s against 45-49 s, the same result within 5e-7)
-        layout = torch.channels_last_3d if len(step) == 3 and torch.device(device).type == "cpu" else torch.contiguous_format
+        all_3d = spec.model.input_dims == spec.model.output_dims == 3  # a projection model has 2D layers too
+        layout = torch.channels_last_3d if all_3d and torch.device(device).type == "cpu" else torch.contiguous_format
         return cls(network.to(device, memory_format=layout), spec, attentions, ratios, halo, layout)
 
     def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
-        ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole.
+        ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole, and
+        so does the z of a 3D-to-2D projection model (its output is (B, C_out, Y, X)).
         ``global_context=False`` lets each tile attend to itself only (plain tiling, for comparison).
         """
         step = self.spec.model.size_step()
         axes = "zyx"[3 - len(step):]
-        windows = [core_windows(n, tile.get(a, n), h, s, a) for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
+        kept = self.spec.model.output_dims  # the trailing axes the output keeps; the others stay whole
+        dropped = axes[:len(axes) - kept]
+        windows = [core_windows(n, n if a in dropped else tile.get(a, n), h, s, a)
+                   for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
         states = [_Context(ratio) for ratio in self.query_ratios]
         device = next(self.network.parameters()).device
@@ -168,9 +171,10 @@ class ContextNetwork:
                             raise RuntimeError("a collecting pass ran past its GVTO")
                         y = self.network(x).cpu().numpy()
                         if output is None:
-                            output = np.zeros((*y.shape[:2], *image.shape[2:]), np.float32)
-                        inner = (slice(None), slice(None), *[slice(a, b) for a, b, _ in core])
-                        output[(slice(None), slice(None), *[slice(c0, c1) for c0, c1, _, _ in combo])] = y[inner]
+                            output = np.zeros((*y.shape[:2], *image.shape[image.ndim - kept:]), np.float32)
+                        inner = (slice(None), slice(None), *[slice(a, b) for a, b, _ in core[len(core) - kept:]])
+                        placed = [slice(c0, c1) for c0, c1, _, _ in combo[len(combo) - kept:]]
+                        output[(slice(None), slice(None), *placed)] = y[inner]
         assert output is not None
         return output
 

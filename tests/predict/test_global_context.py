@@ -69,6 +69,21 @@ def test_tiles_in_z_too_with_resampling_gvtos_and_batch_norm() -> None:
     assert np.abs(alone - whole).max() > 1e-3 * np.ptp(whole)
 
 
+def test_projection_models_keep_z_whole_and_match_the_whole_forward() -> None:
+    spec = load_spec("demo-gvtnet-projection", ["model.network.base_channels=4", "model.projection_channels=4"])
+    context = ContextNetwork.build(spec)
+    assert len(context.attentions) == 6  # bottom + two UP4 GVTOs in the projection net, three in the 2D GVTNet
+    image = np.random.default_rng(2).normal(size=(1, 1, 8, 256, 224)).astype(np.float32)
+    image *= np.linspace(0.1, 4.0, 256, dtype=np.float32)[:, None]  # along y, the axis the tiles cut
+    with torch.no_grad():
+        whole = context.network(torch.from_numpy(image)).numpy()
+    tiles = {"z": 2, "y": 224, "x": 224}  # z is never tiled for a model that projects it away
+    tiled = context.predict(image, tiles)
+    assert tiled.shape == whole.shape == (1, 1, 256, 224)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5 * np.ptp(whole), rtol=0)
+    assert np.abs(context.predict(image, tiles, global_context=False) - whole).max() > 1e-2 * np.ptp(whole)
+
+
 def test_core_windows_partition_the_axis_on_the_grid() -> None:
     windows = core_windows(100, 64, 24, 4, "y")
     cores = [(a, b) for a, b, _, _ in windows]
