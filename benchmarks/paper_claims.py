@@ -30,7 +30,7 @@ from report import emit  # noqa: E402
 from gvtnet_zoo.data.io import read_image, write_tiff  # noqa: E402
 from gvtnet_zoo.data.samples import CREDITS, prepare_denoise_3d, prepare_label_free_2d  # noqa: E402
 from gvtnet_zoo.evaluate.metrics import scores  # noqa: E402
-from gvtnet_zoo.evaluate.report import compare, score_folder  # noqa: E402
+from gvtnet_zoo.evaluate.report import comparison_table, score_folder  # noqa: E402
 from gvtnet_zoo.export.package import package_run  # noqa: E402
 from gvtnet_zoo.figures import pyplot, save_figure  # noqa: E402
 from gvtnet_zoo.predict.run import predict_files  # noqa: E402
@@ -80,7 +80,7 @@ def crop_folder(source: Path, out: Path, pieces: tuple[int, int]) -> Path:
     return out
 
 
-def comparison_table(task: str, packages: dict[str, Path], data: Path, work: Path) -> list[str]:
+def task_table(task: str, packages: dict[str, Path], data: Path, work: Path) -> list[str]:
     scored = {}
     target = crop_folder(data / "test" / "target", work / "crops" / task / "target", TASKS[task]["crops"])
     for label, package in packages.items():
@@ -88,12 +88,7 @@ def comparison_table(task: str, packages: dict[str, Path], data: Path, work: Pat
         predict_files(package, [data / "test" / "source"], predicted, mode="whole", overwrite=True, echo=QUIET)
         scored[label] = score_folder(crop_folder(predicted, work / "crops" / task / label, TASKS[task]["crops"]), target)
     n = len(scored["GVTNet"])
-    lines = [f"### {task} (n = {n} test crops)", "",
-             "| metric | GVTNet | U-Net | GVTNet - U-Net | one-tailed paired p |", "|---|---:|---:|---:|---:|"]
-    for c in compare(scored["GVTNet"], scored["U-Net"]):
-        means = [np.mean([r[c.metric] for r in scored[label].values()]) for label in ("GVTNet", "U-Net")]
-        lines.append(f"| {c.metric} | {means[0]:.4f} | {means[1]:.4f} | {c.mean_difference:+.4f} | {c.p_value:.3g} |")
-    return lines
+    return [f"### {task} (n = {n} test crops)", "", *comparison_table(scored["GVTNet"], scored["U-Net"], ("GVTNet", "U-Net"))]
 
 
 def context_curve(packages: dict[str, Path], data: Path, work: Path, tiles: list[int], figure: Path) -> list[str]:
@@ -155,7 +150,7 @@ def main() -> None:
         data = settings["prepare"](args.work / "data" / task.split()[0].lower())
         packages[task] = {label: trained_package(task, label, args.work, data, steps[task], args.retrain)
                           for label in settings["models"]}
-        lines += comparison_table(task, packages[task], data, args.work) + [""]
+        lines += task_table(task, packages[task], data, args.work) + [""]
     figure = (args.out.parent if args.out else args.work) / "figures" / "context_size.png"
     lines += ["## The paper's Fig. 3d: SSIM against prediction tile size (3D denoising test volume)", "",
               "Tiled prediction (`gvtnet-zoo predict --tile 64,T,T`): each tile sees only itself; the halo is cropped "

@@ -15,14 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import emit  # noqa: E402
 
 from gvtnet_zoo.data.io import read_image, write_tiff  # noqa: E402
 from gvtnet_zoo.data.synthetic import write_synthetic  # noqa: E402
-from gvtnet_zoo.evaluate.report import compare, score_folder  # noqa: E402
+from gvtnet_zoo.evaluate.report import comparison_table, score_folder  # noqa: E402
 from gvtnet_zoo.export.package import package_run  # noqa: E402
 from gvtnet_zoo.predict.run import predict_files  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
@@ -58,10 +56,7 @@ def main() -> None:
              f"`python benchmarks/projection_vs_max.py --work {args.work} --steps {args.steps}`: demo-gvtnet-projection "
              f"trained {args.steps} steps ({seconds:.0f} s on this machine) on 12 stacks of 24 x 128 x 128; scored on "
              f"{len(model)} held-out stacks of 24 x 224 x 224 against the clean surface image (CARE protocol).", "",
-             "| metric | GVTNet | max projection | GVTNet - max | one-tailed paired p |", "|---|---:|---:|---:|---:|"]
-    for c in compare(model, baseline):
-        means = [np.mean([r[c.metric] for r in scores.values()]) for scores in (model, baseline)]
-        lines.append(f"| {c.metric} | {means[0]:.4f} | {means[1]:.4f} | {c.mean_difference:+.4f} | {c.p_value:.3g} |")
+             *comparison_table(model, baseline, ("GVTNet", "max projection"))]
     emit("\n".join(lines), args.out)
 
 

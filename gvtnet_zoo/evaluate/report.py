@@ -69,6 +69,16 @@ def compare(model: dict[str, dict[str, float]], baseline: dict[str, dict[str, fl
     return out
 
 
+def comparison_table(model: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
+                     names: tuple[str, str] = ("model", "baseline")) -> list[str]:
+    """Markdown rows: per metric both means, their difference and the one-tailed paired p-value."""
+    lines = [f"| metric | {names[0]} | {names[1]} | {names[0]} - {names[1]} | one-tailed paired p |", "|---|---:|---:|---:|---:|"]
+    for c in compare(model, baseline):
+        means = [np.mean([r[c.metric] for r in scores.values()]) for scores in (model, baseline)]
+        lines.append(f"| {c.metric} | {means[0]:.4f} | {means[1]:.4f} | {c.mean_difference:+.4f} | {c.p_value:.3g} |")
+    return lines
+
+
 def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Optional[dict[str, dict[str, float]]]) -> None:
     columns = ["image", *METRICS] + ([f"baseline_{m}" for m in METRICS] if baseline else [])
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:

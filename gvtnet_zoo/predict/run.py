@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -156,6 +158,15 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, 
     return _crop_outputs(model, last.sample, original)
 
 
+@contextmanager
+def _processing_only(descr: Any) -> Iterator[Any]:
+    """The package's pre- and postprocessing without loading its weights (global context runs its own network)."""
+    from bioimageio.core.proc_setup import get_pre_and_postprocessing
+
+    procs = get_pre_and_postprocessing(descr, dataset_for_initial_statistics=())
+    yield SimpleNamespace(apply_preprocessing=procs.pre, apply_postprocessing=procs.post)
+
+
 def _predict_global(pipeline: Any, model: ZooModel, network: ContextNetwork, sample: Any, tile: dict[str, int],
                     name: str) -> Any:
     """The package's own pre- and postprocessing on the whole sample; the network's forward by global context."""
@@ -263,8 +274,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     tile_sizes = parse_tile(tile, 3)
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
-    with create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
-                                    devices=model.devices) as pipeline:
+    with (_processing_only(model.descr) if network is not None else
+          create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
+                                     devices=model.devices)) as pipeline:
         for files, targets in tqdm(list(zip(samples, planned)), desc="predict", unit="file",
                                    disable=len(samples) < 2 or rank > 0):
             members, space = {}, 0

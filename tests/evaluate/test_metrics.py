@@ -99,3 +99,21 @@ def test_missing_partner_and_shape_mismatch_are_one_line(tmp_path: Path, capsys:
     tifffile.imwrite(truth / "b.tif", np.ones((8, 8), np.float32))
     assert main(["evaluate", str(pred), str(truth), "--out", str(tmp_path / "m.csv")]) == 2
     assert "flat" in capsys.readouterr().err
+
+
+def test_comparison_table_gives_means_difference_and_one_tailed_p() -> None:
+    from scipy.stats import ttest_rel
+
+    from gvtnet_zoo.evaluate.report import comparison_table
+
+    rng = np.random.default_rng(0)
+    model = {f"i{k}": {m: float(v) for m, v in zip(["pearson_r", "nrmse", "psnr", "ssim"], rng.uniform(0.5, 1, 4))}
+             for k in range(5)}
+    baseline = {k: {m: v - 0.1 + 0.01 * rng.normal() for m, v in row.items()} for k, row in model.items()}
+    lines = comparison_table(model, baseline, ("GVTNet", "U-Net"))
+    assert lines[0].startswith("| metric | GVTNet | U-Net | GVTNet - U-Net |") and len(lines) == 6
+    row = dict(zip(["metric", "model", "baseline", "difference", "p"], [c.strip() for c in lines[2].strip("|").split("|")]))
+    names = sorted(model)
+    a, b = [np.array([d[n][row["metric"]] for n in names]) for d in (model, baseline)]
+    assert float(row["model"]) == pytest.approx(a.mean(), abs=1e-4) and float(row["difference"]) == pytest.approx(0.1, abs=0.02)
+    assert float(row["p"]) == pytest.approx(ttest_rel(a, b, alternative="greater").pvalue, rel=1e-2)
