@@ -1,37 +1,67 @@
-"""Which devices actually work here: torch CUDA, and onnxruntime's CUDA provider only when it loads."""
+"""Which devices actually work here: torch CUDA, and onnxruntime's CUDA provider only when it loads.
+
+torch is imported only by the questions about torch, so that a CPU prediction with ONNX weights starts
+without it (importing torch is most of a short command's start-up).
+"""
 
 from __future__ import annotations
 
 import functools
 
-import torch
+# onnxruntime's default logger level (warning); the probe silences it and puts it back.
+ORT_DEFAULT_LOG_SEVERITY = 2
+
+
+def torch_cuda_available() -> bool:
+    """Whether torch can use a CUDA GPU here."""
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def torch_devices() -> list[str]:
     """['cuda'] when a CUDA GPU is usable, else ['cpu']."""
-    return ["cuda"] if torch.cuda.is_available() else ["cpu"]
+    return ["cuda"] if torch_cuda_available() else ["cpu"]
 
 
-@functools.lru_cache(maxsize=1)
-def onnx_providers() -> list[str]:
-    """['CUDAExecutionProvider'] if onnxruntime can really run on the GPU here, else ['CPUExecutionProvider'].
+def probe_model() -> bytes:
+    """A one-node ONNX model (Identity of one float) that every onnxruntime since 1.10 reads.
 
-    onnxruntime-gpu lists the CUDA provider even where its libraries are missing and then falls back
-    with a screen of errors; a tiny model is tried once, quietly, instead.
+    The IR version is set on purpose: the onnx package writes its newest by default, which older
+    onnxruntime releases refuse ("Unsupported model IR version"), and a refused probe looks like a
+    missing GPU.
     """
-    import onnxruntime
     from onnx import TensorProto, helper
 
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers() or not torch.cuda.is_available():
-        return ["CPUExecutionProvider"]
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+@functools.lru_cache(maxsize=1)
+def onnx_cuda_loads() -> bool:
+    """Whether onnxruntime's CUDA provider really runs here, tried once on the probe model.
+
+    onnxruntime-gpu lists the CUDA provider even where its libraries are missing and then falls back
+    with a screen of errors through its default logger, which is silenced for the try.
+    """
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return False
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 4
+    onnxruntime.set_default_logger_severity(4)
     try:
-        session = onnxruntime.InferenceSession(helper.make_model(graph).SerializeToString(), options,
-                                               providers=["CUDAExecutionProvider"])
+        session = onnxruntime.InferenceSession(probe_model(), options, providers=["CUDAExecutionProvider"])
     except Exception:  # noqa: BLE001 - any failure means: not usable
-        return ["CPUExecutionProvider"]
-    return ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in session.get_providers() else ["CPUExecutionProvider"]
+        return False
+    finally:
+        onnxruntime.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+    return "CUDAExecutionProvider" in session.get_providers()
+
+
+def onnx_providers() -> list[str]:
+    """['CUDAExecutionProvider'] if onnxruntime can really run on the GPU here, else ['CPUExecutionProvider']."""
+    return ["CUDAExecutionProvider"] if onnx_cuda_loads() else ["CPUExecutionProvider"]

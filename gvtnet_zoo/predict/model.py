@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..devices import onnx_providers
+from ..devices import onnx_cuda_loads, torch_cuda_available
 from ..errors import UserError
-from ..train.distributed import choose_device
 
 PREFERENCE = ("onnx", "torchscript", "pytorch_state_dict")  # state dicts run package code: last, and only if asked
 
@@ -33,15 +32,35 @@ def _available(descr: Any) -> list[str]:
     return [f for f in PREFERENCE if getattr(descr.weights, f, None) is not None]
 
 
+def choose_weights(available: list[str], request: str, source: str | Path = "the model") -> str:
+    """The weights to run when none were asked for: ONNX, else TorchScript; state dicts never by default.
+
+    On a GPU request (auto or cuda) TorchScript on the GPU beats ONNX on the CPU, so it is taken when
+    onnxruntime's CUDA provider does not load here but torch's CUDA works.
+    """
+    runnable = [f for f in available if f != "pytorch_state_dict"]
+    if not runnable:
+        raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code shipped in "
+                        "the package; if you trust its source, run it with --weight-format pytorch_state_dict")
+    wants_gpu = request == "auto" or request.startswith("cuda")
+    if wants_gpu and runnable[0] == "onnx" and "torchscript" in runnable and not onnx_cuda_loads() \
+            and torch_cuda_available():
+        return "torchscript"
+    return runnable[0]
+
+
 def _devices(weight_format: str, request: str, local_rank: int) -> tuple[list[str], str]:
     if weight_format == "onnx":
         if request == "cpu":
             return ["CPUExecutionProvider"], "CPU (onnxruntime)"
-        providers = onnx_providers()
-        if request.startswith("cuda") and providers != ["CUDAExecutionProvider"]:
+        if onnx_cuda_loads():
+            return ["CUDAExecutionProvider"], "CUDA (onnxruntime)"
+        if request.startswith("cuda"):
             raise UserError("--device cuda: onnxruntime's CUDA provider does not load here; use --device cpu "
                             "or --weight-format torchscript")
-        return providers, "CUDA (onnxruntime)" if providers == ["CUDAExecutionProvider"] else "CPU (onnxruntime)"
+        return ["CPUExecutionProvider"], "CPU (onnxruntime)"
+    from ..train.distributed import choose_device  # torch: only for the torch weight formats
+
     device = str(choose_device(request, local_rank))
     return [device], device
 
@@ -67,11 +86,7 @@ def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, devi
             raise UserError(f"{source} has no {weight_format} weights; it has {', '.join(available) or 'none we can run'}")
         chosen = weight_format
     else:
-        runnable = [f for f in available if f != "pytorch_state_dict"]
-        if not runnable:
-            raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code shipped in "
-                            "the package; if you trust its source, run it with --weight-format pytorch_state_dict")
-        chosen = runnable[0]
+        chosen = choose_weights(available, device, source)
     if chosen == "pytorch_state_dict":
         architecture = descr.weights.pytorch_state_dict.architecture
         echo(f"note: running the Python code shipped in the package ({getattr(architecture, 'source', architecture)}) "

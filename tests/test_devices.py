@@ -1,0 +1,51 @@
+"""Which weights and devices run: the onnxruntime CUDA probe, and GPU requests without onnxruntime CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from gvtnet_zoo import devices
+from gvtnet_zoo.errors import UserError
+from gvtnet_zoo.predict import model as zoo_model
+
+ALL = ["onnx", "torchscript", "pytorch_state_dict"]
+
+
+def test_the_probe_model_is_one_this_onnxruntime_reads() -> None:
+    # a probe the runtime refuses (e.g. too new an IR version) would report "no GPU" on every machine
+    session = onnxruntime.InferenceSession(devices.probe_model(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.array([2.5], np.float32)})[0].tolist() == [2.5]
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, onnx_cuda: bool, torch_cuda: bool) -> None:
+    monkeypatch.setattr(zoo_model, "onnx_cuda_loads", lambda: onnx_cuda)
+    monkeypatch.setattr(zoo_model, "torch_cuda_available", lambda: torch_cuda)
+
+
+@pytest.mark.parametrize("onnx_cuda, torch_cuda, request_, expected", [
+    (False, False, "auto", "onnx"),         # CPU machine: ONNX on the CPU
+    (True, True, "auto", "onnx"),           # onnxruntime's CUDA works: ONNX on the GPU
+    (False, True, "auto", "torchscript"),   # only torch has the GPU: TorchScript there beats ONNX on the CPU
+    (False, True, "cuda", "torchscript"),
+    (False, True, "cpu", "onnx"),           # the CPU was asked for
+])
+def test_default_weights_follow_the_devices_that_work(monkeypatch: pytest.MonkeyPatch, onnx_cuda: bool,
+                                                      torch_cuda: bool, request_: str, expected: str) -> None:
+    _machine(monkeypatch, onnx_cuda, torch_cuda)
+    assert zoo_model.choose_weights(ALL, request_) == expected
+
+
+def test_onnx_only_packages_keep_onnx_and_state_dicts_are_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, False, True)
+    assert zoo_model.choose_weights(["onnx", "pytorch_state_dict"], "auto") == "onnx"
+    with pytest.raises(UserError, match="only has pytorch_state_dict"):
+        zoo_model.choose_weights(["pytorch_state_dict"], "auto", "m.zip")
+
+
+def test_cuda_with_onnx_but_no_onnxruntime_cuda_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, False, True)
+    with pytest.raises(UserError, match="CUDA provider does not load"):
+        zoo_model._devices("onnx", "cuda", 0)
+    assert zoo_model._devices("onnx", "auto", 0) == (["CPUExecutionProvider"], "CPU (onnxruntime)")
