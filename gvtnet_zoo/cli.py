@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError
+from .errors import PackageFailed, TrainingInterrupted, UserError
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -52,7 +52,6 @@ def _package(args: argparse.Namespace) -> None:
 
 
 def _test(args: argparse.Namespace) -> None:
-    from .export.package import PackageFailed
     from .export.zoo_test import format_results, run_zoo_tests, weight_formats_in
 
     if not Path(args.model).exists():
@@ -168,9 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .export.package import PackageFailed
-    from .train.trainer import TrainingInterrupted
-
     try:
         args.handler(args)
     except UserError as err:

@@ -1,5 +1,13 @@
-"""User-facing errors: the CLI prints their message as one line and exits with code 2."""
+"""The errors the CLI turns into one line: their classes live here, so the CLI needs no heavy import to catch them."""
 
 
 class UserError(Exception):
-    """Bad input from the user (a file, a spec, a flag). The message says what is wrong and what to do."""
+    """Bad input from the user (a file, a spec, a flag). The message says what is wrong and what to do. Exit code 2."""
+
+
+class PackageFailed(Exception):
+    """A package did not pass its checks; the message lists why. Exit code 1."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; last.pt holds the last finished step. Exit code 130."""

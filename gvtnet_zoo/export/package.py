@@ -23,7 +23,7 @@ from .. import __version__
 from ..config import Spec
 from ..data.io import read_image, write_tiff
 from ..data.normalization import normalize_input
-from ..errors import UserError
+from ..errors import PackageFailed, UserError
 from ..models import build_model, count_parameters
 from ..spec_loading import load_spec
 from ..train.checkpoint import load_checkpoint
@@ -42,10 +42,6 @@ CHECK_TOLERANCE = 1e-4  # each weight file against the eager network, relative t
 # relative, and times the output's maximum as the absolute part (the spec caps it at 1% of that maximum
 # and skips a zero absolute tolerance, which is what an output without positive values gets)
 REPRODUCIBILITY_TOLERANCE = 1e-3
-
-
-class PackageFailed(Exception):
-    """The package did not pass its checks; the message lists why."""
 
 
 def _load_run(run: RunDir, checkpoint: str) -> tuple[Spec, nn.Module, dict]:

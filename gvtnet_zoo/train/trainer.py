@@ -26,7 +26,7 @@ from ..data.io import write_tiff
 from ..data.normalization import normalize_input, normalize_target
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
-from ..errors import UserError
+from ..errors import TrainingInterrupted, UserError
 from ..models import build_model
 from ..spec_loading import dump_spec
 from . import distributed
@@ -38,10 +38,6 @@ from .run_dir import RunDir, check_run_dir, spec_for_resume
 from .validation import ValidationSet, predict_whole, validate
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation patches come from their own random stream
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training; last.pt holds the last finished step."""
 
 
 class _TrainingForward(nn.Module):
