@@ -14,17 +14,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..train.distributed import choose_device
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
-from .global_context import ContextNetwork, context_network_from_package
 from .model import ZooModel, load_zoo_model
+from .overlap import BackgroundWriter, prefetched
 from .tiling import output_halo, predict_blended
+
+if TYPE_CHECKING:  # torch: imported only when global context runs
+    from .global_context import ContextNetwork
 
 # Auto mode predicts an image whole when this many bytes per voxel fit in half the free memory of the
 # device: the CARE GVTNet peaked at ~1.3 kB per voxel on a 64x256x256 volume (benchmarks/results).
@@ -167,7 +169,7 @@ def _processing_only(descr: Any) -> Iterator[Any]:
     yield SimpleNamespace(apply_preprocessing=procs.pre, apply_postprocessing=procs.post)
 
 
-def _predict_global(pipeline: Any, model: ZooModel, network: ContextNetwork, sample: Any, tile: dict[str, int],
+def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", sample: Any, tile: dict[str, int],
                     name: str) -> Any:
     """The package's own pre- and postprocessing on the whole sample; the network's forward by global context."""
     from bioimageio.core import Tensor
@@ -186,9 +188,9 @@ def _predict_global(pipeline: Any, model: ZooModel, network: ContextNetwork, sam
 
 def free_memory_bytes(devices: Sequence[str]) -> int:
     """Free memory of the device the model runs on: the CUDA device's, else the machine's available RAM."""
-    import torch
-
     if devices and devices[0].startswith("cuda") or devices == ["CUDAExecutionProvider"]:
+        import torch
+
         index = int(devices[0].split(":")[1]) if ":" in devices[0] else 0
         return int(torch.cuda.mem_get_info(index)[0])
     try:
@@ -245,6 +247,23 @@ def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
     return named
 
 
+def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int]:
+    """One sample's input tensors (in the model's axes, float32) and its largest number of space voxels."""
+    from bioimageio.core import Tensor
+
+    tensors = dict(zip(model.input_ids, model.descr.inputs))
+    members, space = {}, 0
+    for input_id, path in files.items():
+        tensor = tensors[input_id]
+        letters = _letters(tensor)
+        array, file_axes = read_with_axes(path, axes, letters)
+        array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
+        _check_channels(tensor, array, letters, path.name)
+        members[input_id] = Tensor.from_numpy(array, dims=_axis_ids(tensor))
+        space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
+    return members, space
+
+
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
                   device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
@@ -252,8 +271,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
 
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
+    The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
     """
-    from bioimageio.core import Tensor, create_prediction_pipeline
+    from bioimageio.core import create_prediction_pipeline
     from bioimageio.core.digest_spec import create_sample_for_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -267,27 +287,29 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     if existing and not overwrite:
         raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite or "
                         "choose another --out")
-    tensors = dict(zip(model.input_ids, model.descr.inputs))
     network = None
     if mode == "global":
+        from ..train.distributed import choose_device
+        from .global_context import context_network_from_package
+
         network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
     tile_sizes = parse_tile(tile, 3)
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
+
+    def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int]:
+        return _read_sample(model, job[0], axes)
+
+    def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
+        for output, target, array in zip(model.descr.outputs, targets, arrays):
+            write_output(target, array, _letters(output))
+
     with (_processing_only(model.descr) if network is not None else
           create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
-                                     devices=model.devices)) as pipeline:
-        for files, targets in tqdm(list(zip(samples, planned)), desc="predict", unit="file",
-                                   disable=len(samples) < 2 or rank > 0):
-            members, space = {}, 0
-            for input_id, path in files.items():
-                tensor = tensors[input_id]
-                letters = _letters(tensor)
-                array, file_axes = read_with_axes(path, axes, letters)
-                array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
-                _check_channels(tensor, array, letters, path.name)
-                members[input_id] = Tensor.from_numpy(array, dims=_axis_ids(tensor))
-                space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
+                                     devices=model.devices)) as pipeline, BackgroundWriter() as writer:
+        jobs = list(zip(samples, planned))
+        for (files, targets), (members, space) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",
+                                                       unit="file", disable=len(samples) < 2 or rank > 0):
             voxels += space
             name = files[first_input].name
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
@@ -297,8 +319,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                 result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, name)
             else:
                 result = _predict_whole(pipeline, model, sample)
-            for output_id, output, target in zip(model.output_ids, model.descr.outputs, targets):
-                write_output(target, result.members[output_id].data.to_numpy(), _letters(output))
+            writer.submit(write, targets, [result.members[o].data.to_numpy() for o in model.output_ids])
     label = (str(next(network.network.parameters()).device) if network else model.device_label) + (
         f" (process {rank} of {world})" if world > 1 else "")
     weights = "pytorch_state_dict (global context)" if network is not None else model.weight_format
