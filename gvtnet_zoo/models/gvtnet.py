@@ -78,8 +78,8 @@ class DecoderLevel(nn.Module):
         self.concat = concat
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.up(x)
-        merged = torch.cat([up, skip], dim=1) if self.concat else up + skip
+        up = self.up(x)  # a fresh tensor (transposed conv or GVTO output): the additive merge is in place
+        merged = torch.cat([up, skip], dim=1) if self.concat else up.add_(skip)
         return self.blocks(merged)
 
 

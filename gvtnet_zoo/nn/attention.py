@@ -78,8 +78,9 @@ class GlobalAttention(nn.Module):
 
         ``query_count`` is N_q, the number of query voxels the context is normalized by.
         """
-        scaled = self._split_heads(q) * (1.0 / math.sqrt(self.head_channels))
-        out = torch.matmul(context.transpose(-1, -2), scaled) / query_count
+        # both scalars go into the d x d context, not into query-sized tensors: no extra full-size passes
+        weights = context.transpose(-1, -2) * (1.0 / (math.sqrt(self.head_channels) * query_count))
+        out = torch.matmul(weights, self._split_heads(q))
         return self.output(out.reshape(q.shape))
 
     def _softmax_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ class SameGVTO(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.attention(self.pre(x))
-        return x + out
+        return out.add_(x)  # in place: ``out`` is the output convolution's fresh tensor
 
 
 class ResamplingGVTO(nn.Module):
@@ -66,7 +66,7 @@ class ResamplingGVTO(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.pre(x)
-        out, query = self.attention(a)
+        out, query = self.attention(a)  # ``out`` is fresh: the residual is added in place
         if self.use_query_residual:
-            return query + out
-        return self.shortcut(a) + out
+            return out.add_(query)
+        return out.add_(self.shortcut(a))
