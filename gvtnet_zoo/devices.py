@@ -7,13 +7,29 @@ without it (importing torch is most of a short command's start-up).
 from __future__ import annotations
 
 import functools
+import os
+import sys
 
 # onnxruntime's default logger level (warning); the probe silences it and puts it back.
 ORT_DEFAULT_LOG_SEVERITY = 2
+# A Linux machine whose GPU torch.cuda could use has one of these: the NVIDIA driver's control device,
+# ROCm's kernel driver, or WSL's GPU device.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_possible() -> bool:
+    """False only where no GPU can be there (macOS; Linux without a GPU driver's device), without importing torch."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+    return True
 
 
 def torch_cuda_available() -> bool:
-    """Whether torch can use a CUDA GPU here."""
+    """Whether torch can use a CUDA GPU here (torch is imported only where a GPU may be)."""
+    if not gpu_possible():
+        return False
     import torch
 
     return bool(torch.cuda.is_available())

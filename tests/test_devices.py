@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -49,3 +51,14 @@ def test_cuda_with_onnx_but_no_onnxruntime_cuda_is_one_clear_error(monkeypatch: 
     with pytest.raises(UserError, match="CUDA provider does not load"):
         zoo_model._devices("onnx", "cuda", 0)
     assert zoo_model._devices("onnx", "auto", 0) == (["CPUExecutionProvider"], "CPU (onnxruntime)")
+
+
+def test_a_linux_machine_without_a_gpu_driver_is_answered_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices.sys, "platform", "linux")
+    monkeypatch.setattr(devices.os.path, "exists", lambda path: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # any import of torch would now fail
+    assert devices.torch_cuda_available() is False
+    assert devices.torch_devices() == ["cpu"]
+    monkeypatch.setattr(devices.os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    with pytest.raises(ImportError):  # a driver is there: torch is asked
+        devices.torch_cuda_available()

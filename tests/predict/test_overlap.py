@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 from gvtnet_zoo.cli import main
+from gvtnet_zoo.devices import gpu_possible
 from gvtnet_zoo.predict.overlap import BackgroundWriter, prefetched
 
 WAIT = 10.0  # seconds; only reached when the overlap is missing
@@ -105,11 +106,14 @@ def test_a_broken_file_keeps_the_outputs_of_the_files_before_it(packages: dict[s
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif"]  # no temp file, no b.tif
 
 
-def test_onnx_prediction_on_the_cpu_does_not_import_torch(packages: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_onnx_prediction_on_the_cpu_does_not_import_torch(packages: dict[str, Path], tmp_path: Path, device: str) -> None:
+    if device == "auto" and gpu_possible():
+        pytest.skip("a GPU driver is here: the default device asks torch whether it can use the GPU")
     tifffile.imwrite(tmp_path / "a.tif", _test_input(packages["2d"]))
     script = ("import sys; from gvtnet_zoo.cli import main; "
               f"code = main(['predict', {str(packages['2d'])!r}, {str(tmp_path / 'a.tif')!r}, '--out', "
-              f"{str(tmp_path / 'out')!r}, '--device', 'cpu']); "
+              f"{str(tmp_path / 'out')!r}, '--device', {device!r}]); "
               "print(code, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr[-2000:]
