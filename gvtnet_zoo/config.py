@@ -183,8 +183,10 @@ class TrainConfig(_Strict):
     lr_decay_factor: float = Field(1.0, gt=0, le=1, description="staircase decay: lr *= factor every lr_decay_every")
     lr_decay_every: Optional[int] = Field(None, ge=1)
     grad_clip: Optional[float] = Field(None, gt=0, description="clip the gradient norm to this")
-    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision on CUDA (ignored on CPU)")
-    channels_last: bool = Field(False, description="channels-last memory format on CUDA")
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "off", description="mixed precision: bf16 on CUDA or on CPUs with bfloat16 instructions, fp16 on CUDA only")
+    channels_last: Union[Literal["auto"], bool] = Field(
+        "auto", description="channels-last memory; auto: on for the CPU (faster with oneDNN), off on CUDA")
     seed: int = 0
     val_every: int = Field(1000, ge=1)
     checkpoint_every: int = Field(1000, ge=1)

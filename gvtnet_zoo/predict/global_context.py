@@ -32,6 +32,7 @@ from ..config import Spec
 from ..errors import UserError
 from ..export.halo import receptive_field_radius
 from ..models import build_model
+from ..models.layout import channels_last_input, to_channels_last
 from ..models.probe import probe
 from ..nn.attention import GlobalAttention
 
@@ -108,7 +109,7 @@ class ContextNetwork:
     attentions: list[GlobalAttention]  # in the order a forward pass calls them
     query_ratios: list[float]
     halo: list[int]  # per space axis: receptive-field radius of all convolutions, rounded up to the step
-    layout: torch.memory_format = torch.contiguous_format
+    channels_last: bool = False
 
     @classmethod
     def build(cls, spec: Spec, state_dict: dict[str, torch.Tensor] | None = None, device: str = "cpu") -> ContextNetwork:
@@ -129,11 +130,11 @@ class ContextNetwork:
         shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
         probe(network, shape, [(m, record) for m in network.modules() if isinstance(m, GlobalAttention)])
         halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
-        # oneDNN's 3D convolutions skip their layout conversions on channels-last tensors: ~20% faster on CPU
+        # oneDNN's convolutions skip their layout conversions on channels-last tensors: ~20% faster on CPU
         # (CARE GVTNet, 64x192x192 in 64x96x96 tiles: 37 s against 45-49 s, the same result within 5e-7)
-        all_3d = spec.model.input_dims == spec.model.output_dims == 3  # a projection model has 2D layers too
-        layout = torch.channels_last_3d if all_3d and torch.device(device).type == "cpu" else torch.contiguous_format
-        return cls(network.to(device, memory_format=layout), spec, attentions, ratios, halo, layout)
+        channels_last = torch.device(device).type == "cpu"
+        network = network.to(device)
+        return cls(to_channels_last(network) if channels_last else network, spec, attentions, ratios, halo, channels_last)
 
     def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
@@ -160,7 +161,8 @@ class ContextNetwork:
                     for combo in tiles:
                         bar.update()
                         region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
-                        x = torch.from_numpy(np.ascontiguousarray(image[region])).to(device, memory_format=self.layout)
+                        x = torch.from_numpy(np.ascontiguousarray(image[region])).to(device)
+                        x = channels_last_input(x) if self.channels_last else x
                         core = [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo]
                         if collecting is not None:
                             states[collecting].core = core

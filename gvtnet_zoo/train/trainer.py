@@ -7,7 +7,6 @@ TensorBoard events, train_curves.png and samples/step_N.png. Patches are a pure 
 
 from __future__ import annotations
 
-import contextlib
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,14 @@ from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
 from ..errors import TrainingInterrupted, UserError
 from ..models import build_model
+from ..models.layout import channels_last_input, to_channels_last
 from ..spec_loading import dump_spec
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .interrupt import StopRequest, stop_on_interrupt
 from .losses import compute_loss
 from .observe import RunLog, save_sample
+from .precision import autocast
 from .run_dir import RunDir, check_run_dir, spec_for_resume
 from .validation import ValidationSet, predict_whole, validate
 
@@ -75,18 +76,15 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _autocast(spec: Spec, device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or spec.train.amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if spec.train.amp == "bf16" else torch.float16)
+def _uses_channels_last(spec: Spec, device: torch.device) -> bool:
+    setting = spec.train.channels_last
+    return device.type == "cpu" if setting == "auto" else bool(setting)
 
 
 def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.to(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
-        yield x, y
+        yield (channels_last_input(x) if channels_last else x), y
 
 
 def train(spec: Spec, data: str | Path, out: str | Path, val: str | Path | None = None, resume: bool = False,
@@ -166,9 +164,9 @@ class _Session:
                val_pairs: list[ImagePair], start: Optional[dict]) -> "_Session":
         torch.manual_seed(spec.train.seed)
         model = build_model(spec).to(ctx.device)
-        channels_last = spec.train.channels_last and ctx.device.type == "cuda"
+        channels_last = _uses_channels_last(spec, ctx.device)
         if channels_last:
-            model = model.to(memory_format=torch.channels_last if spec.model.input_dims == 2 else torch.channels_last_3d)
+            to_channels_last(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.train.lr, betas=spec.train.betas)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(spec))
         scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and spec.train.amp == "fp16")
@@ -197,8 +195,8 @@ class _Session:
         validation = ValidationSet((torch.stack([v[0] for v in val_items]), torch.stack([v[1] for v in val_items])),
                                    val_pairs[: spec.train.val_max_images])
         log = RunLog(run, spec.train.steps, step, ctx.is_main)
-        if step == 0 and ctx.device.type == "cpu" and spec.train.amp != "off":
-            log.message(f"train.amp {spec.train.amp} applies on CUDA only; training in float32 on the CPU")
+        if step == 0 and ctx.device.type == "cpu" and spec.train.amp == "fp16":
+            log.message("train.amp fp16 applies on CUDA only; training in float32 on the CPU (bf16 runs on CPUs)")
         return cls(ctx, spec, run, model, forward, optimizer, scheduler, scaler, loader, validation, log, step, best,
                    channels_last)
 
@@ -211,7 +209,7 @@ class _Session:
         })
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with _autocast(self.spec, self.ctx.device):
+        with autocast(self.spec.train.amp, self.ctx.device):
             loss = compute_loss(self.spec.train.loss, self.forward(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

