@@ -54,7 +54,10 @@ def _onnx_session(network: torch.nn.Module, small: torch.Tensor, device_name: st
 
     path = export_onnx(network, small, Path(tempfile.mkdtemp()) / "model.onnx")
     providers = ["CUDAExecutionProvider"] if device_name.startswith("cuda") else ["CPUExecutionProvider"]
-    return onnxruntime.InferenceSession(str(path), providers=providers)
+    session = onnxruntime.InferenceSession(str(path), providers=providers)
+    if session.get_providers()[0] != providers[0]:  # onnxruntime falls back to the CPU without a word
+        raise SystemExit(f"onnxruntime's {providers[0]} did not load here")
+    return session
 
 
 def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device_name: str) -> dict[str, float]:
@@ -96,8 +99,13 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
 
 
 def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], device: str) -> dict[str, float]:
+    """``measure`` in a fresh process; a run that cannot be made gives NaNs and the reason."""
     command = [sys.executable, __file__, "--child", json.dumps([spec_name, mode, shape, tile, device])]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        print(f"{spec_name} {mode} {shape}: {reason}", file=sys.stderr)
+        return {"seconds": float("nan"), "peak_bytes": float("nan")}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -108,8 +116,10 @@ def main() -> None:
     parser.add_argument("--models", default="gvtnet-label-free,unet-fnet-label-free,gvtnet-care-denoise")
     parser.add_argument("--runtimes", default="whole,whole-channels-last,whole-onnxruntime",
                         help="whole (eager PyTorch), whole-channels-last, whole-onnxruntime")
-    parser.add_argument("--repeats", type=int, default=1, help="fresh processes per whole-volume row; the fastest counts")
-    parser.add_argument("--context-volume", default="64x288x288", help="volume for tiled vs global context (CARE)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fresh processes per whole-volume row, the models taking turns; the fastest counts")
+    parser.add_argument("--context-volume", default="64x288x288",
+                        help="volume for tiled vs global context (CARE); empty to skip")
     parser.add_argument("--tile", default="64x96x96", help="tile for tiled vs global context")
     parser.add_argument("--out", type=Path, help="append the report to this markdown file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -132,15 +142,21 @@ def main() -> None:
     runtimes = args.runtimes.split(",")
     for size in args.sizes.split(","):
         for runtime in runtimes:
-            for model in args.models.split(","):
-                runs = [in_subprocess(model, runtime, dims(size), [], args.device) for _ in range(args.repeats)]
-                result = whole[(model, size, runtime)] = min(runs, key=lambda r: r["seconds"])
+            models = args.models.split(",")
+            runs: dict[str, list[dict[str, float]]] = {model: [] for model in models}
+            for _ in range(args.repeats):  # the models take turns, so that a slow spell of the machine hits all
+                for model in models:
+                    runs[model].append(in_subprocess(model, runtime, dims(size), [], args.device))
+            for model in models:
+                result = whole[(model, size, runtime)] = min(runs[model], key=lambda r: r["seconds"])
                 lines.append(f"| {model} | {size} | {runtime} | {result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} |")
                 print(lines[-1], flush=True)
-    volume, tile = dims(args.context_volume), dims(args.tile)
-    ratio = np.prod(volume) / np.prod(tile)
-    context = {mode: in_subprocess("gvtnet-care-denoise", mode, volume, tile if mode != "whole" else [], args.device)
-               for mode in ("whole", "tiled", "global")}
+    context: dict[str, dict[str, float]] = {}
+    if args.context_volume:
+        volume, tile = dims(args.context_volume), dims(args.tile)
+        ratio = np.prod(volume) / np.prod(tile)
+        context = {mode: in_subprocess("gvtnet-care-denoise", mode, volume, tile if mode != "whole" else [], args.device)
+                   for mode in ("whole", "tiled", "global")}
     for mode, result in context.items():
         label = mode if mode == "whole" else f"{mode}, tiles {args.tile}"
         lines.append(f"| gvtnet-care-denoise | {args.context_volume} ({ratio:.1f}x the tile) | {label} | "
@@ -153,10 +169,12 @@ def main() -> None:
             if all(pair):
                 lines.append(f"- {size}, {runtime}: label-free GVTNet / fnet U-Net time = "
                              f"{pair[0]['seconds'] / pair[1]['seconds']:.2f} (target <= 0.9)")
-    memory = context["global"]["peak_bytes"] / max(context["tiled"]["peak_bytes"], 1)
-    lines.append(f"- global context / plain tiles on {args.context_volume}: peak memory {memory:.2f}x (target <= 1.5), "
-                 f"time {context['global']['seconds'] / context['tiled']['seconds']:.2f}x; whole needs "
-                 f"{context['whole']['peak_bytes'] / max(context['global']['peak_bytes'], 1):.1f}x the memory of global context")
+    if context:
+        memory = context["global"]["peak_bytes"] / max(context["tiled"]["peak_bytes"], 1)
+        lines.append(f"- global context / plain tiles on {args.context_volume}: peak memory {memory:.2f}x (target <= 1.5), "
+                     f"time {context['global']['seconds'] / context['tiled']['seconds']:.2f}x; whole needs "
+                     f"{context['whole']['peak_bytes'] / max(context['global']['peak_bytes'], 1):.1f}x the memory of "
+                     "global context")
     emit("\n".join(lines), args.out)
 
 

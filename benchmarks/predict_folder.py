@@ -3,9 +3,10 @@
     python benchmarks/predict_folder.py                 # demo CARE GVTNet package, 6 volumes, CPU
     python benchmarks/predict_folder.py --package model.zip --device cuda
 
-1. Six synthetic 3D volumes predicted by `gvtnet-zoo predict FOLDER` (one prediction pipeline for
-   all files) and by `bioimageio predict` with the same package, inputs and weight format; wall
-   time of each whole command (start-up included), best of --repeats.
+1. Six synthetic 3D volumes predicted by `gvtnet-zoo predict FOLDER` and by `bioimageio predict` with
+   the same package and inputs: each tool with its default weights, then both with the same weight
+   format. Wall time of each whole command (start-up included), best of --repeats, the two tools
+   alternating so that a slow spell of the machine hits both.
 2. One large volume predicted --whole and --tile: peak resident memory of each command (GNU time).
 Prints markdown tables; --out appends them to a file.
 """
@@ -39,6 +40,19 @@ def _demo_package(root: Path) -> Path:
     return package_run(root / "run", root / "demo.zip", echo=lambda _: None)
 
 
+def _default_formats(package: Path, device: str) -> tuple[str, str]:
+    """The weights each tool runs when none are named: gvtnet-zoo's choice, and bioimageio.core's priority order."""
+    from bioimageio.core.backends import DEFAULT_WEIGHT_FORMAT_PRIORITY_ORDER
+    from bioimageio.spec import load_model_description
+
+    from gvtnet_zoo.predict.model import choose_weights
+
+    weights = load_model_description(str(package), perform_io_checks=False).weights
+    present = [f for f in ("onnx", "torchscript", "pytorch_state_dict") if getattr(weights, f, None) is not None]
+    theirs = next(f for f in DEFAULT_WEIGHT_FORMAT_PRIORITY_ORDER if f in present)
+    return choose_weights(present, device), theirs
+
+
 def _timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
@@ -54,10 +68,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--package", type=Path)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--weight-format", default="torchscript")
+    parser.add_argument("--weight-formats", default="onnx,torchscript",
+                        help="formats run by both tools after each tool's default")
     parser.add_argument("--volumes", type=int, default=6)
     parser.add_argument("--shape", default="32,128,128")
-    parser.add_argument("--large", default="32,768,768", help="the volume for whole versus tiled memory")
+    parser.add_argument("--large", default="32,768,768", help="the volume for whole versus tiled memory; empty to skip")
     parser.add_argument("--tile", default="32,192,192")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path)
@@ -73,23 +88,35 @@ def main() -> None:
         for i in range(args.volumes):
             tifffile.imwrite(folder / f"vol_{i}.tif", synthetic_pair("denoise", shape, rng)[0], photometric="minisblack")
         files = sorted(str(p) for p in folder.iterdir())
-        ours = [str(BIN / "gvtnet-zoo"), "predict", str(package), str(folder), "--out", str(root / "ours"),
-                "--weight-format", args.weight_format, "--device", args.device, "--overwrite"]
-        zoo_device = "cuda" if args.device.startswith("cuda") else "cpu"
-        theirs = [str(BIN / "bioimageio"), "predict", str(package), f"--inputs={json.dumps(files)}",
-                  f"--outputs={root / 'theirs'}/{{sample_id}}.tif", f"--weight-format={args.weight_format}",
-                  f"--devices={json.dumps([zoo_device])}", "--overwrite"]
-        t_ours = min(_timed(ours) for _ in range(args.repeats))
-        t_theirs = min(_timed(theirs) for _ in range(args.repeats))
-        lines += [f"{args.volumes} volumes of {args.shape}, {args.weight_format} on {args.device}, "
-                  f"best of {args.repeats} (whole command, start-up included)", "",
-                  "| command | seconds | relative |", "|---|---:|---:|",
-                  f"| gvtnet-zoo predict FOLDER | {t_ours:.2f} | 1.00 |",
-                  f"| bioimageio predict --inputs [6 files] | {t_theirs:.2f} | {t_theirs / t_ours:.2f} |", ""]
+        defaults = _default_formats(package, args.device)
+        lines += [f"{args.volumes} volumes of {args.shape} on {args.device}, best of {args.repeats} "
+                  "(whole command, start-up included)", "",
+                  "| weights | gvtnet-zoo predict FOLDER (s) | bioimageio predict --inputs [files] (s) | bioimageio / gvtnet-zoo |",
+                  "|---|---:|---:|---:|"]
+        for weight_format in ["default", *args.weight_formats.split(",")]:
+            chosen = None if weight_format == "default" else weight_format
+            ours = [str(BIN / "gvtnet-zoo"), "predict", str(package), str(folder), "--out", str(root / "ours"),
+                    "--device", args.device, "--overwrite"] + (["--weight-format", chosen] if chosen else [])
+            zoo_device = "cuda" if args.device.startswith("cuda") else "cpu"
+            theirs = [str(BIN / "bioimageio"), "predict", str(package), f"--inputs={json.dumps(files)}",
+                      f"--outputs={root / 'theirs'}/{{sample_id}}.tif", f"--devices={json.dumps([zoo_device])}",
+                      "--overwrite"] + ([f"--weight-format={chosen}"] if chosen else [])
+            times: dict[str, list[float]] = {"ours": [], "theirs": []}
+            for _ in range(args.repeats):
+                times["ours"].append(_timed(ours))
+                times["theirs"].append(_timed(theirs))
+            t_ours, t_theirs = min(times["ours"]), min(times["theirs"])
+            label = f"each its default ({defaults[0]} / {defaults[1]})" if chosen is None else f"both {chosen}"
+            lines.append(f"| {label} | {t_ours:.2f} | {t_theirs:.2f} | {t_theirs / t_ours:.2f} |")
+            print(lines[-1], flush=True)
+        lines.append("")
+        if not args.large:
+            emit("\n".join(lines), args.out)
+            return
         large = [int(s) for s in args.large.split(",")]
         tifffile.imwrite(root / "large.tif", synthetic_pair("denoise", large, rng)[0], photometric="minisblack")
-        base = [str(BIN / "gvtnet-zoo"), "predict", str(package), str(root / "large.tif"), "--weight-format",
-                args.weight_format, "--device", args.device, "--overwrite"]
+        base = [str(BIN / "gvtnet-zoo"), "predict", str(package), str(root / "large.tif"),
+                "--device", args.device, "--overwrite"]
         whole = _peak_rss_mb(base + ["--out", str(root / "whole"), "--whole"])
         tiled = _peak_rss_mb(base + ["--out", str(root / "tiled"), "--tile", args.tile])
         lines += [f"one volume of {args.large} voxels", "", "| mode | peak resident memory (MB) |", "|---|---:|",
