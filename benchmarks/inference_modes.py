@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -136,7 +137,7 @@ def main() -> None:
     lines = [f"## Inference: time and peak memory ({args.device}: {hardware}; {date.today()})", "",
              f"`python benchmarks/inference_modes.py --device {args.device} --sizes {args.sizes} --runtimes {args.runtimes} "
              f"--repeats {args.repeats} "
-             f"--context-volume {args.context_volume} --tile {args.tile}`", "",
+             f"--context-volume {shlex.quote(args.context_volume)} --tile {args.tile}`", "",
              "| model | volume | mode | seconds | peak memory (GiB) |", "|---|---|---|---:|---:|"]
     whole: dict[tuple[str, str, str], dict[str, float]] = {}
     runtimes = args.runtimes.split(",")
