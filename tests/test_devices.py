@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
+import tifffile
+import torch
 
 from gvtnet_zoo import devices
+from gvtnet_zoo.cli import main
 from gvtnet_zoo.errors import UserError
 from gvtnet_zoo.predict import model as zoo_model
 
@@ -62,3 +68,13 @@ def test_a_linux_machine_without_a_gpu_driver_is_answered_without_torch(monkeypa
     monkeypatch.setattr(devices.os.path, "exists", lambda path: path == "/dev/nvidiactl")
     with pytest.raises(ImportError):  # a driver is there: torch is asked
         devices.torch_cuda_available()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_default_prediction_runs_on_the_gpu(packages: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with zipfile.ZipFile(packages["2d"]) as archive:
+        tifffile.imwrite(tmp_path / "a.tif", np.load(archive.open("test_input.npy"))[0, 0])
+    assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "out")]) == 0
+    # ONNX through onnxruntime's CUDA provider where it loads, else TorchScript on the GPU; never the CPU
+    assert re.search(r"weights on (CUDA \(onnxruntime\)|cuda:0)$", capsys.readouterr().out.strip().splitlines()[-1])
