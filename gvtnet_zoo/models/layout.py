@@ -1,8 +1,8 @@
 """Channels-last memory for networks and batches: oneDNN's CPU convolutions run in it without layout conversions.
 
-Measured on 2 CPU cores (benchmarks/train_throughput.py): the training step of the paper's label-free GVTNet
-1.45x faster, whole-volume inference ~1.3x. Per tensor rank, so networks that mix 2D and 3D layers (the
-projection model) convert too.
+Measured on 2 CPU cores: the paper's label-free GVTNet trains 1.5x faster (benchmarks/train_throughput.py) and
+infers a whole volume 1.4-1.7x faster (benchmarks/inference_modes.py). Per tensor rank, so networks that mix 2D
+and 3D layers (the projection model) convert too.
 """
 
 from __future__ import annotations
@@ -26,5 +26,5 @@ def to_channels_last(module: nn.Module) -> nn.Module:
 
 
 def channels_last_input(x: torch.Tensor) -> torch.Tensor:
-    """A batch (B, C, *S) in the channels-last memory of its rank (a view-free copy only when needed)."""
+    """A batch (B, C, *S) in the channels-last memory of its rank (copied only if it is not already)."""
     return x.contiguous(memory_format=channels_last_format(x.ndim))
