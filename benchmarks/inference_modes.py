@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import emit  # noqa: E402
 
 from gvtnet_zoo.models import build_model  # noqa: E402
+from gvtnet_zoo.models.layout import channels_last_input, to_channels_last  # noqa: E402
 from gvtnet_zoo.predict.global_context import ContextNetwork  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
 
@@ -77,10 +78,12 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
         run = lambda: session.run(None, {"input": image})  # noqa: E731
         warm = lambda: session.run(None, {"input": small.numpy()})  # noqa: E731
     elif mode.startswith("whole"):
-        layout = torch.channels_last_3d if mode == "whole-channels-last" else torch.contiguous_format
-        network = build_model(spec).eval().to(device, memory_format=layout)
-        run = lambda: network(torch.from_numpy(image).to(device, memory_format=layout)).cpu()  # noqa: E731
-        warm = lambda: network(small.to(device, memory_format=layout))  # noqa: E731
+        network = build_model(spec).eval().to(device)
+        layout = channels_last_input if mode == "whole-channels-last" else (lambda x: x)
+        if mode == "whole-channels-last":
+            to_channels_last(network)
+        run = lambda: network(layout(torch.from_numpy(image).to(device))).cpu()  # noqa: E731
+        warm = lambda: network(layout(small.to(device)))  # noqa: E731
     else:
         context = ContextNetwork.build(spec, device=device_name)
         run = lambda: context.predict(image, tiles, global_context=mode == "global")  # noqa: E731

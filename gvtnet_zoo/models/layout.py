@@ -16,6 +16,12 @@ def channels_last_format(ndim: int) -> torch.memory_format:
     return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)
 
 
+def prefers_channels_last(device: torch.device) -> bool:
+    """Whether gvtnet-zoo runs its own networks channels-last on ``device``: on the CPU (oneDNN), not on CUDA
+    (not yet measured there)."""
+    return device.type == "cpu"
+
+
 def to_channels_last(module: nn.Module) -> nn.Module:
     """Every layer's 4D or 5D weight in channels-last memory, in place; returns ``module``."""
     for layer in module.modules():

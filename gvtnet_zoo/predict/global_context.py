@@ -32,7 +32,7 @@ from ..config import Spec
 from ..errors import UserError
 from ..export.halo import receptive_field_radius
 from ..models import build_model
-from ..models.layout import channels_last_input, to_channels_last
+from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..models.probe import probe
 from ..nn.attention import GlobalAttention
 
@@ -109,7 +109,6 @@ class ContextNetwork:
     attentions: list[GlobalAttention]  # in the order a forward pass calls them
     query_ratios: list[float]
     halo: list[int]  # per space axis: receptive-field radius of all convolutions, rounded up to the step
-    channels_last: bool = False
 
     @classmethod
     def build(cls, spec: Spec, state_dict: dict[str, torch.Tensor] | None = None, device: str = "cpu") -> ContextNetwork:
@@ -132,9 +131,10 @@ class ContextNetwork:
         halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
         # oneDNN's convolutions skip their layout conversions on channels-last tensors: ~20% faster on CPU
         # (CARE GVTNet, 64x192x192 in 64x96x96 tiles: 37 s against 45-49 s, the same result within 5e-7)
-        channels_last = torch.device(device).type == "cpu"
         network = network.to(device)
-        return cls(to_channels_last(network) if channels_last else network, spec, attentions, ratios, halo, channels_last)
+        if prefers_channels_last(torch.device(device)):
+            to_channels_last(network)
+        return cls(network, spec, attentions, ratios, halo)
 
     def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
@@ -152,6 +152,7 @@ class ContextNetwork:
         tiles = list(itertools.product(*windows))
         states = [_Context(ratio) for ratio in self.query_ratios]
         device = next(self.network.parameters()).device
+        channels_last = prefers_channels_last(device)
         output: np.ndarray | None = None
         bar = tqdm(total=len(tiles) * (len(states) * global_context + 1), desc=f"  {progress} global context", unit="tile",
                    leave=False, disable=len(tiles) < 2)
@@ -162,7 +163,7 @@ class ContextNetwork:
                         bar.update()
                         region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
                         x = torch.from_numpy(np.ascontiguousarray(image[region])).to(device)
-                        x = channels_last_input(x) if self.channels_last else x
+                        x = channels_last_input(x) if channels_last else x
                         core = [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo]
                         if collecting is not None:
                             states[collecting].core = core

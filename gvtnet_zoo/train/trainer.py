@@ -27,7 +27,7 @@ from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
 from ..errors import TrainingInterrupted, UserError
 from ..models import build_model
-from ..models.layout import channels_last_input, to_channels_last
+from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..spec_loading import dump_spec
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -78,7 +78,7 @@ def _versions() -> dict[str, str]:
 
 def _uses_channels_last(spec: Spec, device: torch.device) -> bool:
     setting = spec.train.channels_last
-    return device.type == "cpu" if setting == "auto" else bool(setting)
+    return prefers_channels_last(device) if setting == "auto" else bool(setting)
 
 
 def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
