@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import PackageFailed, TrainingInterrupted, UserError
+from .huge_pages import use_huge_pages
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_huge_pages()  # before torch's first allocation, the only time PyTorch reads the setting
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
