@@ -22,7 +22,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -41,28 +40,11 @@ def _max_rss_bytes() -> int:
 
 
 def infer(spec_name: str, volume: list[int], layout: str, passes: int) -> dict[str, Any]:
-    """Seconds of each of ``passes`` forward passes of a (1, 1, *volume) volume, after a small warm-up."""
-    import torch
+    """Seconds of each of ``passes`` whole-volume passes (inference_modes.measure) and the process's peak memory."""
+    from inference_modes import measure
 
-    from gvtnet_zoo import build_model, load_spec
-    from gvtnet_zoo.models.layout import channels_last_input, to_channels_last
-
-    torch.manual_seed(0)
-    spec = load_spec(spec_name)
-    network = build_model(spec).eval()
-    arrange = (lambda x: x)
-    if layout == "channels-last":
-        to_channels_last(network)
-        arrange = channels_last_input
-    image = arrange(torch.randn(1, 1, *volume))
-    seconds = []
-    with torch.no_grad():
-        network(arrange(torch.zeros(1, 1, *[2 * s for s in spec.model.size_step()])))
-        for _ in range(passes):
-            start = time.perf_counter()
-            network(image)
-            seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds, "peak_bytes": _max_rss_bytes()}
+    mode = "whole-channels-last" if layout == "channels-last" else "whole"
+    return {"seconds": measure(spec_name, mode, volume, [], "cpu", passes)["passes"], "peak_bytes": _max_rss_bytes()}
 
 
 def train(spec_name: str, variant: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -82,10 +64,6 @@ def in_subprocess(setting: str, job: list[Any]) -> dict[str, Any]:
     if done.returncode != 0:
         raise SystemExit(f"{job} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _best(runs: list[dict[str, Any]], key: str, highest: bool = False) -> dict[str, Any]:
-    return (max if highest else min)(runs, key=lambda r: r[key])
 
 
 def main() -> None:
@@ -143,7 +121,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 for setting in SETTINGS:
                     runs[setting].append(in_subprocess(setting, ["train", spec_name, variant, args.steps, args.warmup]))
-            best = {s: _best(runs[s], "steps_per_s", highest=True) for s in SETTINGS}
+            best = {s: max(runs[s], key=lambda r: r["steps_per_s"]) for s in SETTINGS}
             for setting in SETTINGS:
                 lines.append(f"| train {spec_name} {variant} | {'on' if setting == '1' else 'off'} | | | "
                              f"{best[setting]['steps_per_s']:.3g} | {min(r['peak_bytes'] for r in runs[setting]) / GiB:.2f} |")

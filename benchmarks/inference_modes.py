@@ -62,10 +62,12 @@ def _onnx_session(network: torch.nn.Module, small: torch.Tensor, device_name: st
     return session
 
 
-def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device_name: str) -> dict[str, float]:
+def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device_name: str,
+            passes: int = 1) -> dict[str, Any]:
     """One measurement, in this process: seconds and peak bytes of predicting a (1, 1, *shape) volume.
 
-    ``mode``: whole (eager PyTorch), whole-channels-last, whole-onnxruntime, tiled or global.
+    ``mode``: whole (eager PyTorch), whole-channels-last, whole-onnxruntime, tiled or global. With
+    ``passes`` > 1 the volume is predicted that many times: "seconds" is the first, "passes" all of them.
     """
     device = torch.device(device_name)
     torch.manual_seed(0)
@@ -94,12 +96,14 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_bytes": _peak_bytes(device, rss_before)}
+        seconds = []
+        for _ in range(passes):
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device, rss_before)}
 
 
 def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], device: str) -> dict[str, float]:

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +81,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    lines = []
+    lines = [f"## Folder prediction ({platform.machine()}, {os.cpu_count()} cores; {date.today()})", "",
+             f"`python benchmarks/predict_folder.py {shlex.join(sys.argv[1:])}`", ""]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         package = args.package or _demo_package(root)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def main() -> None:
         parse_variant(variant)
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    lines = [f"Device: {hardware}; torch {torch.__version__}; {args.steps} timed steps after {args.warmup} warm-up "
+    lines = [f"Device: {hardware}; torch {torch.__version__}; {date.today()}; {args.steps} timed steps after {args.warmup} warm-up "
              "steps; variants side by side in one run.", "",
              f"`python benchmarks/train_throughput.py --device {args.device} --specs {args.specs} --workers {args.workers} "
              f"--steps {args.steps} --warmup {args.warmup} --variants {args.variants}`", "",
