@@ -64,7 +64,7 @@ def trained_package(task: str, label: str, work: Path, data: Path, steps: int, r
     print(f"{task} {label}: {steps} steps in {time.perf_counter() - start:.0f} s")
     package.parent.mkdir(parents=True, exist_ok=True)
     sample = TASKS[task]["sample"]
-    return package_run(run.root, package, echo=QUIET, description=f"{spec.description} {CREDITS}",
+    return package_run(run.root, package, echo=QUIET, description=f"{spec.description} {CREDITS}", overwrite=True,
                        sample=data / sample if sample else None)
 
 

@@ -41,7 +41,7 @@ def _demo_package(root: Path) -> Path:
     data = write_synthetic("denoise", root / "data", 3, 1, (16, 96, 96), seed=0)
     spec = load_spec("demo-gvtnet-care-denoise-3d", ["train.steps=2", "train.val_every=2", "data.val_patches=2"])
     train(spec, data / "train", root / "run", val=data / "test", device="cpu")
-    return package_run(root / "run", root / "demo.zip", echo=lambda _: None)
+    return package_run(root / "run", root / "demo.zip", echo=lambda _: None, overwrite=True)
 
 
 def _default_formats(package: Path, device: str) -> tuple[str, str]:

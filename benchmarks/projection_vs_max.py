@@ -44,7 +44,7 @@ def main() -> None:
     run = train(spec, data / "training" / "train", args.work / "run", val=data / "training" / "test", overwrite=True,
                 command="benchmarks/projection_vs_max.py")
     seconds = time.perf_counter() - start
-    package = package_run(run.root, args.work / "projection.zip", echo=lambda _: None,
+    package = package_run(run.root, args.work / "projection.zip", echo=lambda _: None, overwrite=True,
                           sample=sorted((data / "test" / "source").iterdir())[0])
     predict_files(package, [data / "test" / "source"], args.work / "gvtnet", mode="whole", overwrite=True,
                   echo=lambda _: None)

@@ -10,6 +10,9 @@ from pathlib import Path
 from .errors import PackageFailed, TrainingInterrupted, UserError
 from .huge_pages import use_huge_pages
 
+# the HTTP clients bioimageio.spec downloads with (only with --allow-download)
+NETWORK_ERROR_MODULES = frozenset({"httpx", "httpcore", "requests", "urllib3", "pooch"})
+
 
 def _summary(args: argparse.Namespace) -> None:
     from .models import build_model, count_parameters
@@ -49,15 +52,24 @@ def _package(args: argparse.Namespace) -> None:
 
     formats = [f.strip() for f in args.weight_formats.split(",")] if args.weight_formats else None
     package_run(args.run, args.out, checkpoint=args.checkpoint, weight_formats=formats, name=args.name,
-                description=args.description, authors=args.author, license_id=args.license, sample=args.sample)
+                description=args.description, authors=args.author, license_id=args.license, sample=args.sample,
+                overwrite=args.overwrite)
 
 
 def _test(args: argparse.Namespace) -> None:
     from .export.zoo_test import format_results, run_zoo_tests, weight_formats_in
+    from .trust import architecture_origin, read_description, refuse_downloads, runs_our_own_code
 
-    if not Path(args.model).exists():
-        raise UserError(f"model {args.model} not found; give a package .zip, its folder or its rdf.yaml")
-    formats = [args.weight_format] if args.weight_format else weight_formats_in(Path(args.model))
+    descr = read_description(args.model)
+    refuse_downloads(descr, args.model, args.allow_download)
+    formats = [args.weight_format] if args.weight_format else weight_formats_in(descr)
+    if not args.weight_format and "pytorch_state_dict" in formats and not runs_our_own_code(descr):
+        formats.remove("pytorch_state_dict")
+        print(f"skipping pytorch_state_dict: its network is Python code from {architecture_origin(descr)}, not "
+              "gvtnet-zoo's; if you trust it, test it with --weight-format pytorch_state_dict")
+    if not formats:
+        raise UserError(f"{args.model} has no weights to test without running its code; "
+                        "name --weight-format pytorch_state_dict if you trust it")
     results = run_zoo_tests(Path(args.model), formats)
     print(f"bioimageio.core test_model on {args.model}:\n{format_results(results)}")
     if not all(r.passed for r in results):
@@ -74,13 +86,13 @@ def _predict(args: argparse.Namespace) -> None:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
                   weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, allow_download=args.allow_download)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate.report import evaluate
 
-    evaluate(args.pred, args.truth, args.out, baseline=args.baseline, plot=args.plot)
+    evaluate(args.pred, args.truth, args.out, baseline=args.baseline, plot=args.plot, overwrite=args.overwrite)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -121,10 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="an author (repeatable); default: the spec's export.authors")
     package.add_argument("--license", help="SPDX license id (default: the spec's export.license, MIT)")
     package.add_argument("--sample", help="input image for the test tensors and cover (default: the run's held-out image)")
+    package.add_argument("--overwrite", action="store_true", help="replace an existing package at --out")
     package.set_defaults(handler=_package)
     test = sub.add_parser("test", help="run the zoo's test_model on a package for every weight format")
     test.add_argument("model", help="a package .zip, its folder or its rdf.yaml")
-    test.add_argument("--weight-format", choices=["pytorch_state_dict", "torchscript", "onnx"])
+    test.add_argument("--weight-format", choices=["pytorch_state_dict", "torchscript", "onnx"],
+                      help="default: every format; a state dict whose code is not gvtnet-zoo's only if named")
+    test.add_argument("--allow-download", action="store_true",
+                      help="let the package's remote files be downloaded (sha256-checked); default: refused")
     test.set_defaults(handler=_test)
     predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files through bioimageio.core")
     predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
@@ -143,11 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default 64,256,256), tile-sized memory")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict.add_argument("--allow-download", action="store_true",
+                         help="let the package's remote files be downloaded (sha256-checked); default: refused")
     predict.set_defaults(handler=_predict)
     evaluate = sub.add_parser("evaluate", help="CARE-protocol metrics of predictions against ground truth")
     evaluate.add_argument("pred", help="folder of predictions")
     evaluate.add_argument("truth", help="folder of ground-truth images (paired by file name)")
-    evaluate.add_argument("--out", default="metrics.csv", help="CSV of per-image metrics (default metrics.csv)")
+    evaluate.add_argument("--out", help="CSV of per-image metrics (default: PRED-metrics.csv beside the folder PRED)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV or plot")
     evaluate.add_argument("--baseline", help="folder of a baseline model's predictions for a paired comparison")
     evaluate.add_argument("--plot", help="PNG of box plots, model against baseline")
     evaluate.set_defaults(handler=_evaluate)
@@ -166,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_line(err: OSError) -> str:
+    """'cannot use PATH: REASON; FIX' for an operating-system error about a path."""
+    reason = err.strerror or str(err).splitlines()[0]
+    fix = {
+        "FileNotFoundError": "check the path", "IsADirectoryError": "give a file, not a folder",
+        "NotADirectoryError": "a part of the path is a file, not a folder", "PermissionError": "check its permissions",
+        "FileExistsError": "choose another name or add --overwrite",
+    }.get(type(err).__name__, "check the path and the disk")
+    where = err.filename if err.filename is not None else "a file"
+    return f"cannot use {where}: {reason}; {fix}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     use_huge_pages()  # before torch's first allocation, the only time PyTorch reads the setting
     args = build_parser().parse_args(argv)
@@ -174,12 +205,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"gvtnet-zoo: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a user path that cannot be read or written: outputs are written atomically, none is left
+        print(f"gvtnet-zoo: error: {_os_error_line(err)}", file=sys.stderr)
+        return 2
     except PackageFailed as failure:
         print(f"gvtnet-zoo: {failure}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"gvtnet-zoo: {stop}", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - only a download's failure is the user's to fix; others propagate
+        if type(err).__module__.split(".")[0] not in NETWORK_ERROR_MODULES:
+            raise
+        print(f"gvtnet-zoo: error: a download failed ({type(err).__name__}: {str(err)[:200]}); check the network "
+              "or the package's URLs", file=sys.stderr)
+        return 2
     return 0
 
 

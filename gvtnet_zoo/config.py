@@ -148,14 +148,17 @@ ModelConfig = Annotated[
 
 
 Percentiles = tuple[Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]]
+CARE_PREDICTION_PERCENTILES = (1.0, 99.8)  # what CARE's prediction normalizes whole images with
 
 
 class DataConfig(_Strict):
     patch_size: list[Annotated[int, Field(ge=1)]] = Field([32, 64, 64], description="training patch, z y x (or y x)")
     batch_size: int = Field(16, ge=1, description="patches per step, over all processes together")
     max_images: Optional[int] = Field(None, ge=1, description="use only the first N training images (by name)")
-    normalization: Literal["percentile", "zscore"] = Field(
-        "percentile", description="per image: percentile range to [0, 1] (CARE), or zero mean unit variance (fnet)"
+    normalization: Literal["percentile", "zscore", "as_stored"] = Field(
+        "percentile", description="per image: percentile range to [0, 1] (CARE), or zero mean unit variance (fnet); "
+        "as_stored: CSBDeep .npz patches, normalized by create_patches, trained on as they are (set by train), "
+        "and packaged with input_percentiles of the whole image (CARE's prediction: 1 / 99.8)"
     )
     input_percentiles: Percentiles = (0.1, 99.8)
     target_percentiles: Percentiles = (0.1, 99.8)

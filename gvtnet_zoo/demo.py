@@ -66,14 +66,14 @@ def run_demo(out_dir: str | Path, steps: Optional[int] = None, echo: Callable[[s
         run = train(spec, data / "train", out / "runs" / label.lower(), overwrite=True, device="auto",
                     command=f"gvtnet-zoo demo --out {out}")
         echo(f"4/6 packaging the {label}")
-        packages[label] = package_run(run.root, out / f"{label.lower()}.zip", echo=echo,
+        packages[label] = package_run(run.root, out / f"{label.lower()}.zip", echo=echo, overwrite=True,
                                       description=f"{spec.description} Trained by gvtnet-zoo demo. {CREDITS}")
         echo(f"5/6 predicting the test images with the {label} package")
         predictions[label] = out / "predictions" / label.lower()
         predict_files(packages[label], [data / "test" / "source"], predictions[label], overwrite=True, echo=echo)
     echo("6/6 evaluating GVTNet against the U-Net baseline (CARE protocol)")
     results = evaluate(predictions["GVTNet"], data / "test" / "target", out / "metrics.csv",
-                       baseline=predictions["U-Net"], plot=out / "metrics.png", echo=echo)
+                       baseline=predictions["U-Net"], plot=out / "metrics.png", overwrite=True, echo=echo)
     first = sorted(results)[0] + ".tif"
     _figure(out / "comparison.png", data, {"U-Net": predictions["U-Net"], "GVTNet": predictions["GVTNet"]}, first)
     with (out / "metrics.csv").open(newline="") as handle:

@@ -9,6 +9,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 # onnxruntime's default logger level (warning); the probe silences it and puts it back.
 ORT_DEFAULT_LOG_SEVERITY = 2
@@ -81,3 +87,25 @@ def onnx_cuda_loads() -> bool:
 def onnx_providers() -> list[str]:
     """['CUDAExecutionProvider'] if onnxruntime can really run on the GPU here, else ['CPUExecutionProvider']."""
     return ["CUDAExecutionProvider"] if onnx_cuda_loads() else ["CPUExecutionProvider"]
+
+
+def choose_device(request: str, local_rank: int = 0) -> "torch.device":
+    """'auto' -> cuda:local_rank when CUDA works, else cpu; 'cpu', 'cuda', 'cuda:i' as asked."""
+    import torch
+
+    if request == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch_cuda_available() else torch.device("cpu")
+    try:
+        device = torch.device(request)
+    except RuntimeError:
+        raise UserError(f"--device {request!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {request} but no CUDA GPU is usable here; use --device cpu")
+        index = device.index if device.index is not None else local_rank
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {request}: only {torch.cuda.device_count()} GPU(s) here")
+        device = torch.device("cuda", index)
+    elif device.type != "cpu":
+        raise UserError(f"--device {request!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device

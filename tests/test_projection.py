@@ -74,4 +74,5 @@ def test_projection_trains_packages_with_z_dropped_and_predicts_2d(tmp_path: Pat
     tifffile.imwrite(truth / "deep.tif", tifffile.imread(tmp_path / "big" / "test" / "target" / "test_000.tif"))
     assert main(["evaluate", str(tmp_path / "pred1--whole"), str(truth), "--out", str(tmp_path / "m.csv")]) == 0
     row = (tmp_path / "m.csv").read_text().splitlines()[1].split(",")
-    assert row[0] == "deep" and all(np.isfinite(float(v)) for v in row[1:])  # 2D metrics of the 2D output
+    assert row[0] == "deep" and all(np.isfinite(float(v)) for v in row[1:-1])  # 2D metrics of the 2D output
+    assert row[-1] == "7x7"  # the SSIM window column

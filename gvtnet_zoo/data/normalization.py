@@ -2,6 +2,10 @@
 
 percentile: (x - p_low) / (p_high - p_low + eps), the zoo's ``scale_range`` per sample;
 zscore:     (x - mean) / (std + eps), the zoo's ``zero_mean_unit_variance`` per sample.
+
+CSBDeep .npz patches (``as_stored``) were normalized by CSBDeep before they were saved: training
+uses them as they are, and a whole input image gets the percentile normalization the package
+declares (``input_percentiles``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ def normalize(image: np.ndarray, method: str, percentiles: tuple[float, float]) 
 
 
 def normalize_input(image: np.ndarray, data: DataConfig) -> np.ndarray:
-    """The network input, as training and the package's preprocessing see it."""
-    return normalize(image, data.normalization, data.input_percentiles)
+    """A whole raw image as the network sees it: what the package's preprocessing does."""
+    method = "percentile" if data.normalization == "as_stored" else data.normalization
+    return normalize(image, method, data.input_percentiles)
 
 
 def normalize_target(image: np.ndarray, data: DataConfig) -> np.ndarray:
-    """The training target; predictions come out on this scale."""
-    return normalize(image, data.normalization, data.target_percentiles)
+    """A whole raw training target; predictions come out on this scale."""
+    method = "percentile" if data.normalization == "as_stored" else data.normalization
+    return normalize(image, method, data.target_percentiles)

@@ -2,7 +2,9 @@
 
 The ground truth g is normalized by its 0.1 / 99.9 percentiles (no clipping); the prediction x and
 g are mean-subtracted and x is scaled by the least-squares alpha = cov(x, g) / var(x), so NRMSE
-does not depend on the prediction's offset and scale. Pearson r uses the raw arrays.
+does not depend on the prediction's offset and scale. Pearson r uses the raw arrays. A volume with
+fewer z planes than SSIM's window is scored by SSIM per 2D plane (``ssim_window`` says which).
+Arrays with NaN or Inf, or a flat ground truth, raise ValueError: their metrics would mean nothing.
 """
 
 from __future__ import annotations
@@ -57,15 +59,31 @@ def psnr(x: np.ndarray, g: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((gs - xs) ** 2)))
 
 
+def ssim_window(shape: tuple[int, ...]) -> str:
+    """How ``ssim`` scores an image of ``shape``: '7x7x7', '7x7', or '7x7 per z plane' for thin volumes."""
+    if min(shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"an image of {shape} is smaller than SSIM's {SSIM_WINDOW}-pixel window in y or x")
+    if len(shape) == 3 and shape[0] < SSIM_WINDOW:
+        return f"{SSIM_WINDOW}x{SSIM_WINDOW} per z plane"
+    return "x".join([str(SSIM_WINDOW)] * len(shape))
+
+
 def ssim(x: np.ndarray, g: np.ndarray) -> float:
     """SSIM (data range 1, 7-voxel uniform window, sample covariance) on the whole 2D or 3D image.
 
     The same definition as scikit-image's structural_similarity with its defaults, which CARE used;
-    the mean is over voxels at least 3 from the border.
+    the mean is over voxels at least 3 from the border. A volume thinner than the window in z gets
+    the mean of its planes' 2D SSIMs (the prediction scaled over the whole volume).
     """
+    xs, gs = scaled_pair(x, g)
+    if "per z plane" in ssim_window(xs.shape):
+        return float(np.mean([_mean_ssim(xs[i], gs[i]) for i in range(xs.shape[0])]))
+    return _mean_ssim(xs, gs)
+
+
+def _mean_ssim(xs: np.ndarray, gs: np.ndarray) -> float:
     from scipy.ndimage import uniform_filter
 
-    xs, gs = scaled_pair(x, g)
     n = SSIM_WINDOW**xs.ndim
     cov_norm = n / (n - 1)
     mean = lambda a: uniform_filter(a, size=SSIM_WINDOW)  # noqa: E731
@@ -83,6 +101,15 @@ METRICS = {"pearson_r": pearson_r, "nrmse": nrmse, "psnr": psnr, "ssim": ssim}
 HIGHER_IS_BETTER = {"pearson_r": True, "nrmse": False, "psnr": True, "ssim": True}
 
 
+def check_finite(array: np.ndarray, role: str) -> None:
+    """ValueError naming ``role`` when ``array`` holds NaN or Inf."""
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ValueError(f"the {role} has {bad:,} NaN or Inf value(s) of {np.size(array):,}")
+
+
 def scores(x: np.ndarray, g: np.ndarray) -> dict[str, float]:
     """All protocol metrics of one prediction ``x`` against its ground truth ``g`` (same shape)."""
+    check_finite(x, "prediction")
+    check_finite(g, "ground truth")
     return {name: metric(x, g) for name, metric in METRICS.items()}

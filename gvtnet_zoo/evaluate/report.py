@@ -13,7 +13,7 @@ from ..atomic import atomic_path
 from ..data.io import image_stem, is_image_file, read_image
 from ..errors import UserError
 from ..figures import pyplot, save_figure
-from .metrics import HIGHER_IS_BETTER, METRICS, scores
+from .metrics import HIGHER_IS_BETTER, METRICS, check_finite, scores, ssim_window
 
 
 def _images(folder: Path, role: str) -> dict[str, Path]:
@@ -27,22 +27,34 @@ def _images(folder: Path, role: str) -> dict[str, Path]:
 
 def score_folder(pred: Path, truth: Path) -> dict[str, dict[str, float]]:
     """Metrics per image name, predictions and ground truth matched by file name."""
+    return score_images(pred, truth)[0]
+
+
+def score_images(pred: Path, truth: Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(metrics per image name, SSIM window per image name); the first bad image raises a UserError naming it."""
     predictions, targets = _images(pred, "prediction"), _images(truth, "ground-truth")
     alone = sorted(set(predictions) ^ set(targets))
     if alone:
         raise UserError(f"images without a partner of the same name: {', '.join(alone[:10])}; "
                         "predictions and ground truth must pair up")
-    results = {}
+    results, windows = {}, {}
     for name in sorted(predictions):
         x, g = read_image(predictions[name]), read_image(targets[name])
         if x.shape != g.shape:
             raise UserError(f"{predictions[name].name} is {x.shape} but its ground truth {targets[name].name} is "
                             f"{g.shape}; evaluate predictions of the same size")
+        for path, array, role, fix in ((predictions[name], x, "prediction", "check the model and its input"),
+                                       (targets[name], g, "ground truth", "fix the image or leave it out")):
+            try:
+                check_finite(array, role)
+            except ValueError as err:
+                raise UserError(f"{path}: {err}; {fix}") from None
         try:
+            windows[name] = ssim_window(g.shape)
             results[name] = scores(x, g)
         except ValueError as err:
-            raise UserError(f"{targets[name].name}: {err}; leave it out of the evaluation") from None
-    return results
+            raise UserError(f"{targets[name]}: {err}; leave it out of the evaluation") from None
+    return results, windows
 
 
 @dataclass
@@ -79,14 +91,16 @@ def comparison_table(model: dict[str, dict[str, float]], baseline: dict[str, dic
     return lines
 
 
-def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Optional[dict[str, dict[str, float]]]) -> None:
-    columns = ["image", *METRICS] + ([f"baseline_{m}" for m in METRICS] if baseline else [])
+def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Optional[dict[str, dict[str, float]]],
+              windows: dict[str, str]) -> None:
+    """One row per image; ``ssim_window`` says whether SSIM was 3D or per 2D plane (volumes thinner than 7)."""
+    columns = ["image", *METRICS] + ([f"baseline_{m}" for m in METRICS] if baseline else []) + ["ssim_window"]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for name, row in results.items():
             values = [row[m] for m in METRICS] + ([baseline[name][m] for m in METRICS] if baseline else [])
-            writer.writerow([name, *[f"{v:.6g}" for v in values]])
+            writer.writerow([name, *[f"{v:.6g}" for v in values], windows[name]])
 
 
 def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
@@ -101,14 +115,36 @@ def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[s
     save_figure(fig, path, 100)
 
 
-def evaluate(pred: str | Path, truth: str | Path, out: str | Path, baseline: Optional[str | Path] = None,
-             plot: Optional[str | Path] = None, echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Score ``pred`` against ``truth``; write the CSV (and, with a baseline, the comparison and box plots)."""
+def default_output(pred: str | Path) -> Path:
+    """Where the CSV goes without --out: beside the predictions' folder, named after it."""
+    folder = Path(pred).resolve()
+    return folder.parent / f"{folder.name}-metrics.csv"
+
+
+def _check_outputs(paths: list[Path], overwrite: bool) -> None:
+    for path in paths:
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give a file name for the output")
+        if path.exists() and not overwrite:
+            raise UserError(f"{path} exists already; add --overwrite to replace it, or choose another name")
+        if not path.parent.is_dir():
+            raise UserError(f"the folder {path.parent} for {path.name} does not exist; create it first")
+
+
+def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = None, baseline: Optional[str | Path] = None,
+             plot: Optional[str | Path] = None, overwrite: bool = False,
+             echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Score ``pred`` against ``truth``; write the CSV (and, with a baseline, the comparison and box plots).
+
+    ``out`` defaults to ``default_output(pred)``; no existing file is replaced without ``overwrite``.
+    """
     if plot and not baseline:
         raise UserError("--plot draws model against baseline; give --baseline too")
-    results = score_folder(Path(pred), Path(truth))
+    out = Path(out) if out is not None else default_output(pred)
+    _check_outputs([out] + ([Path(plot)] if plot else []), overwrite)
+    results, windows = score_images(Path(pred), Path(truth))
     base = score_folder(Path(baseline), Path(truth)) if baseline else None
-    write_csv(Path(out), results, base)
+    write_csv(out, results, base, windows)
     for metric in METRICS:
         values = np.array([r[metric] for r in results.values()])
         echo(f"{metric:10s} mean {values.mean():.4f}  sd {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}  "

@@ -31,7 +31,7 @@ from ..train.run_dir import RunDir
 from .architecture import network_kwargs, write_architecture
 from .compat import plain_file_references
 from .cover import write_cover
-from .halo import output_halo
+from ..models.halo import tiling_halo
 from .model_card import TASKS, citations, render_model_card, task_of, validation_table
 from .rdf import PackageFiles, build_description
 from .weights import export_onnx, script_model
@@ -134,6 +134,12 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
     if data.normalization == "zscore":
         normalization = "zero mean, unit variance (`zero_mean_unit_variance`), input and target"
         target_scale = "zero mean, unit variance per training image"
+    elif data.normalization == "as_stored":
+        normalization = (f"trained on CSBDeep patches as stored (normalized by CSBDeep's create_patches with "
+                         f"percentiles of each whole source and target image); here each whole input image is scaled "
+                         f"from its {data.input_percentiles[0]} / {data.input_percentiles[1]} percentiles to 0 / 1 "
+                         "(`scale_range`), as CARE's own prediction does")
+        target_scale = "the CSBDeep training targets' normalized scale"
     else:
         normalization = (f"input percentiles {data.input_percentiles[0]} / {data.input_percentiles[1]} to 0 / 1 "
                          f"(`scale_range`); targets {data.target_percentiles[0]} / {data.target_percentiles[1]}")
@@ -166,13 +172,22 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
 def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
                 weight_formats: Optional[Sequence[str]] = None, name: Optional[str] = None,
                 description: Optional[str] = None, authors: Sequence[str] = (), license_id: Optional[str] = None,
-                sample: Optional[str | Path] = None, echo: Callable[[str], None] = print) -> Path:
-    """Write ``out`` (a .zip) from the run folder ``run_path``; raises UserError or PackageFailed."""
+                sample: Optional[str | Path] = None, overwrite: bool = False,
+                echo: Callable[[str], None] = print) -> Path:
+    """Write ``out`` (a .zip) from the run folder ``run_path``; raises UserError or PackageFailed.
+
+    An existing ``out`` (or the NAME.failed.zip a failing package is kept as) is replaced only with ``overwrite``.
+    """
     run, out = RunDir(Path(run_path)), Path(out)
     if out.suffix != ".zip":
         raise UserError(f"--out {out} must end in .zip")
     if not out.parent.is_dir():
         raise UserError(f"the folder {out.parent} for --out does not exist; create it first")
+    for existing in (out, _failed_path(out)):
+        if existing.is_dir():
+            raise UserError(f"--out {existing} is a folder; give the name of a .zip file")
+        if existing.exists() and not overwrite:
+            raise UserError(f"{existing} exists already; add --overwrite to replace it, or choose another --out")
     formats = list(weight_formats or run_formats(run))
     unknown = sorted(set(formats) - set(WEIGHT_FORMATS))
     if unknown or not formats:
@@ -183,7 +198,7 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
     with torch.no_grad():
         expected = model(x).numpy()
     step = spec.model.size_step()
-    halo = output_halo(model, tuple(x.shape), step)
+    halo = tiling_halo(model, tuple(x.shape), step)
     smallest = {axis: step[-2 + i] + 2 * halo[axis] for i, axis in enumerate("yx")}
     if any(raw.shape[-2 + i] < smallest[axis] for i, axis in enumerate("yx")):
         raise UserError(f"the test image {raw.shape} is smaller than the package's smallest tile "
@@ -223,7 +238,7 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         plain_file_references(built)
         results = run_zoo_tests(built, formats)
         passed = all(r.passed for r in results)
-        final = out if passed else out.with_name(out.name[: -len(".zip")] + ".failed.zip")
+        final = out if passed else _failed_path(out)
         shutil.move(str(built), str(final.with_name(f".{final.name}.tmp")))
         os.replace(final.with_name(f".{final.name}.tmp"), final)
     echo(f"bioimageio.core test_model on {final.name}:\n{format_results(results)}")
@@ -231,6 +246,10 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         raise PackageFailed(f"the package failed the zoo's tests and was kept as {final} for inspection")
     echo(f"wrote {final} ({final.stat().st_size / 1e6:.1f} MB; {', '.join(formats)})")
     return final
+
+
+def _failed_path(out: Path) -> Path:
+    return out.with_name(out.name[: -len(".zip")] + ".failed.zip")
 
 
 def run_formats(run: RunDir) -> list[str]:

@@ -121,7 +121,13 @@ def build_description(
     torch_version: str,
     task: str,
 ) -> bio.ModelDescr:
-    """The ModelDescr of a gvtnet-zoo package (not yet validated against its files' content)."""
+    """The ModelDescr of a gvtnet-zoo package (not yet validated against its files' content).
+
+    ``halo`` is the receptive field's per space axis; the outputs declare y's and x's only (a declared
+    z halo would make every input thicker than twice it), and config.gvtnet_zoo.halo records all of
+    them for gvtnet-zoo's own tiler.
+    """
+    declared = {axis: h for axis, h in halo.items() if axis in ("y", "x")}
     config = bio.Config(
         bioimageio=bio.BioimageioConfig(
             reproducibility_tolerance=[bio.ReproducibilityTolerance(relative_tolerance=tolerance[0],
@@ -144,8 +150,8 @@ def build_description(
         documentation=bio.FileDescr(source=files.readme),
         covers=[bio.FileDescr(source=files.cover)],
         attachments=[bio.FileDescr(source=p) for p in files.attachments],
-        inputs=[_input(spec, files, halo)],
-        outputs=[_output(spec, files, halo)],
+        inputs=[_input(spec, files, declared)],
+        outputs=[_output(spec, files, declared)],
         weights=_weights(files, {"config": network_kwargs}, torch_version, spec.export.onnx_opset),
         config=config,
     )

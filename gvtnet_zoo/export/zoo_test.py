@@ -44,9 +44,6 @@ def format_results(results: Sequence[FormatResult]) -> str:
     return "\n".join(lines)
 
 
-def weight_formats_in(package: Path) -> list[str]:
-    """The weight formats a package declares (zip, folder or rdf.yaml)."""
-    from bioimageio.spec import load_model_description
-
-    descr = load_model_description(str(package), perform_io_checks=False)
-    return [f for f in WEIGHT_FORMATS if getattr(descr.weights, f, None) is not None]
+def weight_formats_in(descr: object) -> list[str]:
+    """The weight formats a model description declares."""
+    return [f for f in WEIGHT_FORMATS if getattr(getattr(descr, "weights", None), f, None) is not None]

@@ -16,10 +16,20 @@ def channels_last_format(ndim: int) -> torch.memory_format:
     return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)
 
 
-def prefers_channels_last(device: torch.device) -> bool:
-    """Whether gvtnet-zoo runs its own networks channels-last on ``device``: on the CPU (oneDNN), not on CUDA
-    (not yet measured there)."""
-    return device.type == "cpu"
+def _breaks_onednn(layer: nn.Module) -> bool:
+    """A strided 1x1 2D convolution with fewer than 8 input channels: oneDNN's AVX2 kernel for its weight gradient
+    in channels-last memory crashes or never returns (PyTorch 2.13 on an AMD EPYC with AVX2 and no AVX-512; a
+    4 -> 8 channel layer on 16x16 crashed in 6 of 6 single-threaded runs). Only tiny networks have such layers."""
+    return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride != (1, 1)
+            and layer.in_channels < 8)
+
+
+def prefers_channels_last(device: torch.device, network: nn.Module | None = None) -> bool:
+    """Whether gvtnet-zoo runs ``network`` channels-last on ``device``: on the CPU (oneDNN), not on CUDA (not yet
+    measured there), and not for a network with a layer oneDNN's channels-last kernels break on."""
+    if device.type != "cpu":
+        return False
+    return network is None or not any(_breaks_onednn(layer) for layer in network.modules())
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:

@@ -6,13 +6,16 @@ Per head h with d = C_out / heads channels and N_q query voxels:
 
 K^T V (d x d) is formed first, so time is O(N d^2) and memory O(N d): no N x N matrix exists.
 The only global state is, per head, that d x d matrix and the count N_q, which is what makes
-exact whole-image inference from tiles possible.
+exact whole-image inference from tiles possible. An ``AttentionContext`` set on the attention makes
+that state explicit: training and whole-image prediction leave it unset (each input is its own
+context); global-context inference (predict/global_context.py) first collects it over tiles, then
+applies it to every tile.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -20,6 +23,31 @@ from torch import nn
 from .layers import conv, nearest_upsample_yx, transposed_conv
 
 QueryMode = Literal["same", "down", "up", "up4"]
+
+
+class ContextCollected(Exception):
+    """Raised by a collecting attention once it has added its tile's keys and values.
+
+    Nothing after the collecting GVTO is needed for the context, so the pass ends there: the
+    collecting passes of global-context inference are shorter than full forwards.
+    """
+
+
+class AttentionContext:
+    """One attention's global state across tiles: per head K^T V summed over voxels, and the query count.
+
+    ``collecting``: a forward adds the keys and values of the tile's ``core`` (per input space axis of
+    the network: core start, core end, tile length, in input voxels) and ends the pass with
+    ContextCollected. Otherwise a forward attends with ``kv`` and ``query_count`` instead of its own.
+    (A plain class, not a dataclass: this module is also part of the packages' standalone network file.)
+    """
+
+    def __init__(self, query_ratio: float) -> None:
+        self.query_ratio = query_ratio  # query voxels per input voxel: 1 (same), 1/2^d (down), 2^d (up), ...
+        self.collecting = False
+        self.kv: Optional[torch.Tensor] = None  # (B, heads, d, d)
+        self.query_count = 0.0
+        self.core: list[tuple[int, int, int]] = []
 
 
 def _query_transform(spatial_dims: int, in_channels: int, out_channels: int, mode: str) -> nn.Module:
@@ -64,6 +92,7 @@ class GlobalAttention(nn.Module):
         self.key = conv(spatial_dims, in_channels, out_channels, 1, bias=True)
         self.value = conv(spatial_dims, in_channels, out_channels, 1, bias=True)
         self.output = conv(spatial_dims, out_channels, out_channels, 1, bias=True)
+        self.context: Optional[AttentionContext] = None  # unset: each input is its own context
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) -> (B, heads, d, N)."""
@@ -89,7 +118,35 @@ class GlobalAttention(nn.Module):
         out = torch.matmul(self._split_heads(v), weights.transpose(-1, -2))
         return self.output(out.reshape(q.shape))
 
+    @torch.jit.unused
+    def _collect(self, x: torch.Tensor, context: AttentionContext) -> None:
+        """Add the core region's K^T V and query count to ``context``; ends the pass (ContextCollected)."""
+        region = [slice(None), slice(None)]
+        sizes = x.shape[2:]
+        # a 2D attention after a 3D-to-2D projection sees the last axes of the input
+        for size, (start, end, length) in zip(sizes, context.core[len(context.core) - len(sizes):]):
+            factor = length // size
+            if factor * size != length or start % factor or end % factor:
+                raise RuntimeError("a tile core is off the network's down-sampling grid")
+            region.append(slice(start // factor, end // factor))
+        k, v = self.key(x)[tuple(region)], self.value(x)[tuple(region)]
+        kv = self.key_value_context(k, v)
+        context.kv = kv if context.kv is None else context.kv + kv
+        context.query_count += k[0, 0].numel() * context.query_ratio
+        raise ContextCollected
+
+    @torch.jit.unused
+    def _attend_in_context(self, x: torch.Tensor, context: AttentionContext) -> tuple[torch.Tensor, torch.Tensor]:
+        if context.collecting:
+            self._collect(x, context)
+        if context.kv is None:
+            raise RuntimeError("the attention's context was never collected")
+        q = self.query(x)
+        return self.attend(q, context.kv, round(context.query_count)), q
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_scripting() and self.context is not None:
+            return self._attend_in_context(x, self.context)
         q = self.query(x)
         k = self.key(x)
         v = self.value(x)

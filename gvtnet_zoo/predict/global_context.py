@@ -15,12 +15,10 @@ the collecting ones shorter.
 
 from __future__ import annotations
 
-import functools
 import itertools
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,63 +28,27 @@ from tqdm import tqdm
 
 from ..config import Spec
 from ..errors import UserError
-from ..export.halo import receptive_field_radius
 from ..models import build_model
+from ..models.halo import tiling_halo
 from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..models.probe import probe
-from ..nn.attention import GlobalAttention
+from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
 
 Window = tuple[int, int, int, int]  # core start, core end, tile start, tile end (input voxels)
 
 
-@dataclass
-class _Context:
-    """One GVTO's accumulated global state and, while collecting, the current tile's core."""
-
-    query_ratio: float  # query voxels per input voxel of the attention: 1 (same), 1/2^d (down), 2^d (up), ...
-    kv: torch.Tensor | None = None  # (B, heads, d, d)
-    query_count: float = 0.0
-    core: list[tuple[int, int, int]] = field(default_factory=list)  # per input space axis: start, end, tile length
-
-
-class _Collected(Exception):
-    """Stops a collecting pass once its GVTO has added the tile's keys and values: nothing later is needed."""
-
-
-def _collect(attention: GlobalAttention, state: _Context, x: torch.Tensor) -> Any:
-    region = [slice(None), slice(None)]
-    sizes = x.shape[2:]
-    # a 2D attention after a 3D-to-2D projection sees the last axes of the input
-    for size, (start, end, length) in zip(sizes, state.core[len(state.core) - len(sizes):]):
-        factor = length // size
-        if factor * size != length or start % factor or end % factor:
-            raise RuntimeError("a tile core is off the network's down-sampling grid")
-        region.append(slice(start // factor, end // factor))
-    k, v = attention.key(x)[tuple(region)], attention.value(x)[tuple(region)]
-    kv = attention.key_value_context(k, v)
-    state.kv = kv if state.kv is None else state.kv + kv
-    state.query_count += k[0, 0].numel() * state.query_ratio
-    raise _Collected
-
-
-def _apply(attention: GlobalAttention, state: _Context, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    q = attention.query(x)
-    return attention.attend(q, state.kv, round(state.query_count)), q
-
-
 @contextmanager
-def _patched(attentions: list[GlobalAttention], states: list[_Context], collecting: int | None) -> Iterator[None]:
-    """GVTOs before ``collecting`` (all, if None) apply their contexts; GVTO ``collecting`` collects."""
-    last = len(attentions) if collecting is None else collecting
+def _contexts(attentions: list[GlobalAttention], states: list[AttentionContext], collecting: int | None) -> Iterator[None]:
+    """GVTOs before ``collecting`` (all, if None) apply their contexts; GVTO ``collecting`` collects its own."""
+    last = len(attentions) if collecting is None else collecting + 1
     try:
-        for attention, state in zip(attentions[:last], states[:last]):
-            attention.forward = functools.partial(_apply, attention, state)
-        if collecting is not None:
-            attentions[collecting].forward = functools.partial(_collect, attentions[collecting], states[collecting])
+        for index, (attention, state) in enumerate(zip(attentions[:last], states[:last])):
+            state.collecting = index == collecting
+            attention.context = state
         yield
     finally:
         for attention in attentions:
-            attention.__dict__.pop("forward", None)
+            attention.context = None
 
 
 def core_windows(size: int, tile: int, halo: int, step: int, axis: str) -> list[Window]:
@@ -128,11 +90,11 @@ class ContextNetwork:
         step = spec.model.size_step()
         shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
         probe(network, shape, [(m, record) for m in network.modules() if isinstance(m, GlobalAttention)])
-        halo = [math.ceil(r / s) * s for r, s in zip(receptive_field_radius(network, shape), step)]
+        halo = list(tiling_halo(network, shape, step).values())
         # oneDNN's convolutions skip their layout conversions on channels-last tensors: ~20% faster on CPU
         # (CARE GVTNet, 64x192x192 in 64x96x96 tiles: 37 s against 45-49 s, the same result within 5e-7)
         network = network.to(device)
-        if prefers_channels_last(torch.device(device)):
+        if prefers_channels_last(torch.device(device), network):
             to_channels_last(network)
         return cls(network, spec, attentions, ratios, halo)
 
@@ -150,15 +112,15 @@ class ContextNetwork:
         windows = [core_windows(n, n if a in dropped else tile.get(a, n), h, s, a)
                    for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
-        states = [_Context(ratio) for ratio in self.query_ratios]
+        states = [AttentionContext(ratio) for ratio in self.query_ratios]
         device = next(self.network.parameters()).device
-        channels_last = prefers_channels_last(device)
+        channels_last = prefers_channels_last(device, self.network)
         output: np.ndarray | None = None
         bar = tqdm(total=len(tiles) * (len(states) * global_context + 1), desc=f"  {progress} global context", unit="tile",
                    leave=False, disable=len(tiles) < 2)
         with torch.no_grad(), bar:
             for collecting in [*range(len(states) if global_context else 0), None]:
-                with _patched(self.attentions if global_context else [], states, collecting):
+                with _contexts(self.attentions if global_context else [], states, collecting):
                     for combo in tiles:
                         bar.update()
                         region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
@@ -169,7 +131,7 @@ class ContextNetwork:
                             states[collecting].core = core
                             try:
                                 self.network(x)
-                            except _Collected:
+                            except ContextCollected:
                                 continue
                             raise RuntimeError("a collecting pass ran past its GVTO")
                         y = self.network(x).cpu().numpy()

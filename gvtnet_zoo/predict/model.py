@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from ..devices import onnx_cuda_loads, torch_cuda_available
 from ..errors import UserError
+from ..trust import architecture_origin, read_description, refuse_downloads
 
 PREFERENCE = ("onnx", "torchscript", "pytorch_state_dict")  # state dicts run package code: last, and only if asked
 
@@ -32,7 +33,8 @@ def _available(descr: Any) -> list[str]:
     return [f for f in PREFERENCE if getattr(descr.weights, f, None) is not None]
 
 
-def choose_weights(available: list[str], request: str, source: str | Path = "the model") -> str:
+def choose_weights(available: list[str], request: str, source: str | Path = "the model",
+                   code_origin: Optional[str] = None) -> str:
     """The weights to run when none were asked for: ONNX, else TorchScript; state dicts never by default.
 
     On a GPU request (auto or cuda) TorchScript on the GPU beats ONNX on the CPU, so it is taken when
@@ -40,8 +42,8 @@ def choose_weights(available: list[str], request: str, source: str | Path = "the
     """
     runnable = [f for f in available if f != "pytorch_state_dict"]
     if not runnable:
-        raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code shipped in "
-                        "the package; if you trust its source, run it with --weight-format pytorch_state_dict")
+        raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code from "
+                        f"{code_origin or 'the package'}; if you trust it, run it with --weight-format pytorch_state_dict")
     wants_gpu = request == "auto" or request.startswith("cuda")
     if wants_gpu and runnable[0] == "onnx" and "torchscript" in runnable and not onnx_cuda_loads() \
             and torch_cuda_available():
@@ -59,37 +61,29 @@ def _devices(weight_format: str, request: str, local_rank: int) -> tuple[list[st
             raise UserError("--device cuda: onnxruntime's CUDA provider does not load here; use --device cpu "
                             "or --weight-format torchscript")
         return ["CPUExecutionProvider"], "CPU (onnxruntime)"
-    from ..train.distributed import choose_device  # torch: only for the torch weight formats
+    from ..devices import choose_device  # torch: only for the torch weight formats
 
     device = str(choose_device(request, local_rank))
     return [device], device
 
 
 def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, device: str = "auto",
-                   echo: Any = print, local_rank: int = 0) -> ZooModel:
-    """Read and validate a package (zip, folder or rdf.yaml) and choose its weights and devices."""
-    from bioimageio.spec import InvalidDescr, load_model_description
+                   echo: Any = print, local_rank: int = 0, allow_download: bool = False) -> ZooModel:
+    """Read and validate a package (zip, folder or rdf.yaml) and choose its weights and devices.
 
-    if not Path(source).exists():
-        raise UserError(f"model {source} not found; give a bioimage.io package (.zip), its folder or its rdf.yaml")
-    try:
-        descr = load_model_description(str(source), perform_io_checks=False)
-    except Exception as err:  # noqa: BLE001 - the reader raises many kinds for a broken package
-        raise UserError(f"cannot read the model {source}: {str(err).splitlines()[0][:300]}") from None
-    if isinstance(descr, InvalidDescr):
-        errors = descr.validation_summary.errors
-        first = f"{'.'.join(map(str, errors[0].loc))}: {errors[0].msg}" if errors else "invalid description"
-        raise UserError(f"{source} is not a valid bioimage.io model ({first[:300]})")
+    A package naming remote files is refused unless ``allow_download`` (trust.py).
+    """
+    descr = read_description(source)
+    refuse_downloads(descr, source, allow_download)
     available = _available(descr)
     if weight_format is not None:
         if weight_format not in available:
             raise UserError(f"{source} has no {weight_format} weights; it has {', '.join(available) or 'none we can run'}")
         chosen = weight_format
     else:
-        chosen = choose_weights(available, device, source)
+        chosen = choose_weights(available, device, source, architecture_origin(descr))
     if chosen == "pytorch_state_dict":
-        architecture = descr.weights.pytorch_state_dict.architecture
-        echo(f"note: running the Python code shipped in the package ({getattr(architecture, 'source', architecture)}) "
+        echo(f"note: running the network code from {architecture_origin(descr)} "
              "because --weight-format pytorch_state_dict was asked for")
     devices, label = _devices(chosen, device, local_rank)
     return ZooModel(descr, chosen, devices, label)

@@ -23,7 +23,7 @@ from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
-from .tiling import output_halo, predict_blended
+from .tiling import default_tile, package_halo, predict_blended
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
     from .global_context import ContextNetwork
@@ -141,16 +141,19 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
     return ns
 
 
-def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: dict[str, int], name: str) -> Any:
+def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str) -> Any:
     """Single-input models: blended tiles (predict/tiling.py). Several inputs: bioimageio.core's blocks,
-    each padded by the output halo, halos cropped when stitching."""
+    each padded by the output halo, halos cropped when stitching. ``tile`` None: DEFAULT_TILE, grown
+    where the halo needs it."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
     original = _pad_to_valid(model, sample)
+    halo = package_halo(model.descr)
+    tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
     if len(model.descr.inputs) == 1:
-        result = predict_blended(pipeline, model.descr, sample, tile, output_halo(model.descr), name)
+        result = predict_blended(pipeline, model.descr, sample, tile, halo, name)
         return _crop_outputs(model, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
@@ -267,7 +270,8 @@ def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
                   device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
-                  overwrite: bool = False, echo: Callable[[str], None] = print) -> PredictionSummary:
+                  overwrite: bool = False, allow_download: bool = False,
+                  echo: Callable[[str], None] = print) -> PredictionSummary:
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
 
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
@@ -277,7 +281,8 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     from bioimageio.core.digest_spec import create_sample_for_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    model = load_zoo_model(model_source, weight_format, device, echo, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    model = load_zoo_model(model_source, weight_format, device, echo, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                           allow_download=allow_download)
     samples = _match_samples(model, inputs, named_inputs or {})[rank::world]  # under torchrun: every world-th
     out_dir = Path(out_dir)
     several = len(model.output_ids) > 1
@@ -289,7 +294,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                         "choose another --out")
     network = None
     if mode == "global":
-        from ..train.distributed import choose_device
+        from ..devices import choose_device
         from .global_context import context_network_from_package
 
         network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
@@ -316,7 +321,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             if network is not None:
                 result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
             elif mode == "tile" or (mode == "auto" and space > whole_limit):
-                result = _predict_tiled(pipeline, model, sample, tile_sizes or DEFAULT_TILE, name)
+                result = _predict_tiled(pipeline, model, sample, tile_sizes, name)
             else:
                 result = _predict_whole(pipeline, model, sample)
             writer.submit(write, targets, [result.members[o].data.to_numpy() for o in model.output_ids])

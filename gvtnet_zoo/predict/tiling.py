@@ -133,3 +133,36 @@ def output_halo(descr: Any) -> dict[str, int]:
                 key = str(ref.axis_id)
                 halos[key] = max(halos.get(key, 0), math.ceil(axis.halo * axis.scale))
     return halos
+
+
+def package_halo(descr: Any) -> dict[str, int]:
+    """The halo to tile with, per input axis id: the declared ones, and for a gvtnet-zoo package z's too.
+
+    gvtnet-zoo packages declare no z halo (it would make every input thicker than twice it) but record
+    the receptive field of every axis in config.gvtnet_zoo.halo; packages written before that record
+    only y and x, so z's is computed from the packaged spec (gvtnet-zoo's own code, not the package's).
+    """
+    halos = output_halo(descr)
+    config = getattr(getattr(descr, "config", None), "gvtnet_zoo", None)
+    if not isinstance(config, dict):
+        return halos
+    recorded = {str(a): int(h) for a, h in (config.get("halo") or {}).items()}
+    if "z" not in recorded and isinstance(config.get("spec"), dict):
+        from ..config import Spec
+        from ..models.halo import spec_halo
+
+        spec = Spec.model_validate(config["spec"])
+        if spec.model.input_dims == 3:
+            recorded = spec_halo(spec)
+    for axis, h in recorded.items():
+        halos[axis] = max(halos.get(axis, 0), h)
+    return halos
+
+
+def default_tile(descr: Any, halo: dict[str, int], preferred: dict[str, int]) -> dict[str, int]:
+    """``preferred`` sizes, each grown to at least four halos plus one step so that most of a tile is kept."""
+    from bioimageio.spec.model import v0_5
+
+    steps = {str(a.id): a.size.step for t in descr.inputs for a in t.axes
+             if a.type == "space" and isinstance(a.size, v0_5.ParameterizedSize)}
+    return {axis: max(size, 4 * halo.get(axis, 0) + steps.get(axis, 1)) for axis, size in preferred.items()}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import UserError
+from ..devices import choose_device
 
 
 @dataclass(frozen=True)
@@ -28,26 +28,6 @@ class Context:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
-
-
-def choose_device(request: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:local_rank when CUDA works, else cpu; 'cpu', 'cuda', 'cuda:i' as asked."""
-    if request == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(request)
-    except RuntimeError:
-        raise UserError(f"--device {request!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {request} but no CUDA GPU is usable here; use --device cpu")
-        index = device.index if device.index is not None else local_rank
-        if index >= torch.cuda.device_count():
-            raise UserError(f"--device {request}: only {torch.cuda.device_count()} GPU(s) here")
-        device = torch.device("cuda", index)
-    elif device.type != "cpu":
-        raise UserError(f"--device {request!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def setup(device_request: str) -> Context:

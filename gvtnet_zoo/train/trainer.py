@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..atomic import write_text_atomically
-from ..config import Provenance, Spec
+from ..config import CARE_PREDICTION_PERCENTILES, Provenance, Spec
 from ..data.io import write_tiff
 from ..data.normalization import normalize_input, normalize_target
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
@@ -53,17 +53,42 @@ class _TrainingForward(nn.Module):
 
 
 def _normalized(pairs: list[ImagePair], spec: Spec) -> list[ImagePair]:
+    """Raw images normalized as the package will; CSBDeep patches (as_stored) are already normalized."""
+    if spec.data.normalization == "as_stored":
+        return pairs
     return [ImagePair(p.name, normalize_input(p.source, spec.data), normalize_target(p.target, spec.data)) for p in pairs]
 
 
-def _split(spec: Spec, data: Path, val: Optional[Path]) -> tuple[PairedData, list[ImagePair], list[ImagePair]]:
+def _with_data_normalization(spec: Spec, training: PairedData, held_out: Optional[PairedData]) -> Spec:
+    """CSBDeep .npz patches: normalization as_stored, whole images in packages with CARE's prediction percentiles.
+
+    Raw images must not be mixed with such patches: they would meet the network unnormalized.
+    """
+    kinds = {training.are_patches} | ({held_out.are_patches} if held_out is not None else set())
+    if kinds == {True, False}:
+        raise UserError("--data and --val must both be CSBDeep .npz patches or both be images; CSBDeep patches are "
+                        "normalized already and raw images are not")
+    if not training.are_patches:
+        if spec.data.normalization == "as_stored":
+            raise UserError("data.normalization 'as_stored' is for CSBDeep .npz patches; use percentile or zscore "
+                            "for image folders and CSVs")
+        return spec
+    update: dict[str, object] = {"normalization": "as_stored"}
+    if "input_percentiles" not in spec.data.model_fields_set:
+        update["input_percentiles"] = CARE_PREDICTION_PERCENTILES
+    return spec.model_copy(update={"data": spec.data.model_copy(update=update)})
+
+
+def _split(spec: Spec, data: Path, val: Optional[Path]) -> tuple[Spec, PairedData, list[ImagePair], list[ImagePair]]:
+    """(the spec with the data's normalization, the training data, training pairs, validation pairs)."""
     training = load_pairs(data, spec)
-    if val is None:
+    held_out = load_pairs(val, spec) if val is not None else None
+    spec = _with_data_normalization(spec, training, held_out)
+    if held_out is None:
         train_pairs, val_pairs = split_validation(training, spec.data.val_fraction)
     else:
-        held_out = load_pairs(val, spec)
         train_pairs, val_pairs = training.pairs, held_out.pairs
-    return training, train_pairs, val_pairs
+    return spec, training, train_pairs, val_pairs
 
 
 def _schedule(spec: Spec) -> Callable[[int], float]:
@@ -76,9 +101,9 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _uses_channels_last(spec: Spec, device: torch.device) -> bool:
+def _uses_channels_last(spec: Spec, device: torch.device, model: nn.Module) -> bool:
     setting = spec.train.channels_last
-    return prefers_channels_last(device) if setting == "auto" else bool(setting)
+    return prefers_channels_last(device, model) if setting == "auto" else bool(setting)
 
 
 def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -122,12 +147,12 @@ def _prepare(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: s
     """Check everything, then (rank 0) lay out the run folder; returns the spec to train and normalized pairs."""
     run = RunDir(out)
     check_run_dir(run, resume, overwrite)
-    if resume:
-        spec = spec_for_resume(run, spec)
     if spec.data.batch_size % ctx.world_size:
         raise UserError(f"data.batch_size {spec.data.batch_size} cannot be split over {ctx.world_size} processes; "
                         "make it a multiple of the process count")
-    training, train_pairs, val_pairs = _split(spec, data, Path(val) if val else None)
+    spec, training, train_pairs, val_pairs = _split(spec, data, Path(val) if val else None)
+    if resume:  # after _split, which records what the data's kind implies (CSBDeep patches: as_stored)
+        spec = spec_for_resume(run, spec)
     spec = spec.model_copy(update={"provenance": Provenance(
         data=training.description, train_images=len(train_pairs), val_images=len(val_pairs),
         versions=_versions(), command=command)})
@@ -167,7 +192,7 @@ class _Session:
                val_pairs: list[ImagePair], start: Optional[dict]) -> "_Session":
         torch.manual_seed(spec.train.seed)
         model = build_model(spec).to(ctx.device)
-        channels_last = _uses_channels_last(spec, ctx.device)
+        channels_last = _uses_channels_last(spec, ctx.device, model)
         if channels_last:
             to_channels_last(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.train.lr, betas=spec.train.betas)

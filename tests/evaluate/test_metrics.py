@@ -117,3 +117,60 @@ def test_comparison_table_gives_means_difference_and_one_tailed_p() -> None:
     a, b = [np.array([d[n][row["metric"]] for n in names]) for d in (model, baseline)]
     assert float(row["model"]) == pytest.approx(a.mean(), abs=1e-4) and float(row["difference"]) == pytest.approx(0.1, abs=0.02)
     assert float(row["p"]) == pytest.approx(ttest_rel(a, b, alternative="greater").pvalue, rel=1e-2)
+
+
+@pytest.mark.parametrize("where", ["pred", "truth"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_in_an_image_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            where: str, bad: float) -> None:
+    rng = np.random.default_rng(4)
+    image = rng.random((16, 16))
+    broken = image.copy()
+    broken[3, 4] = bad
+    pred = _folder(tmp_path / "pred", {"a": broken if where == "pred" else image})
+    truth = _folder(tmp_path / "truth", {"a": broken if where == "truth" else image})
+    assert main(["evaluate", str(pred), str(truth), "--out", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str((pred if where == "pred" else truth) / "a.tif") in err and "NaN or Inf" in err
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_volumes_thinner_than_the_window_get_ssim_per_plane_and_say_so(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    g = rng.gamma(2.0, 50.0, size=(3, 20, 22))
+    x = 2.0 * g + rng.normal(0, 30, size=g.shape)
+    value = ssim(x, g)
+    assert np.isfinite(value)
+    # the mean of 2D SSIMs of the planes, with the prediction scaled over the whole volume
+    from gvtnet_zoo.evaluate.metrics import _mean_ssim, scaled_pair
+
+    xs, gs = scaled_pair(x, g)
+    assert value == pytest.approx(np.mean([_mean_ssim(xs[i], gs[i]) for i in range(3)]), rel=1e-12)
+    thick = rng.gamma(2.0, 50.0, size=(9, 20, 22))
+    pred = _folder(tmp_path / "p", {"thin": x, "thick": thick + rng.normal(0, 30, size=thick.shape)})
+    truth = _folder(tmp_path / "t", {"thin": g, "thick": thick})
+    assert main(["evaluate", str(pred), str(truth), "--out", str(tmp_path / "m.csv")]) == 0
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "m.csv").open())}
+    assert rows["thin"]["ssim_window"] == "7x7 per z plane" and rows["thick"]["ssim_window"] == "7x7x7"
+    assert all(np.isfinite(float(r["ssim"])) for r in rows.values())
+
+
+def test_evaluate_never_replaces_a_file_and_writes_beside_the_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(6)
+    truth = {"a": rng.random((16, 16)), "b": rng.random((16, 16))}
+    pred = _folder(tmp_path / "pred", {k: v + 0.1 for k, v in truth.items()})
+    truth_dir = _folder(tmp_path / "truth", truth)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics.csv").write_text("a training log\n")  # what a run folder holds under that name
+    assert main(["evaluate", str(pred), str(truth_dir)]) == 0
+    assert (tmp_path / "metrics.csv").read_text() == "a training log\n"
+    written = tmp_path / "pred-metrics.csv"
+    assert written.is_file() and "wrote " + str(written) in capsys.readouterr().out
+    before = written.read_text()
+    assert main(["evaluate", str(pred), str(truth_dir)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and written.read_text() == before
+    assert main(["evaluate", str(pred), str(truth_dir), "--out", str(tmp_path / "metrics.csv")]) == 2
+    assert (tmp_path / "metrics.csv").read_text() == "a training log\n"
+    assert main(["evaluate", str(pred), str(truth_dir), "--out", str(tmp_path / "metrics.csv"), "--overwrite"]) == 0
+    assert (tmp_path / "metrics.csv").read_text().startswith("image,")

@@ -162,7 +162,7 @@ def test_state_dict_code_runs_only_when_asked(packages: dict[str, Path], tmp_pat
     assert "--weight-format pytorch_state_dict" in capsys.readouterr().err
     assert main(["predict", str(only_state_dict), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"),
                  "--weight-format", "pytorch_state_dict"]) == 0
-    assert "running the Python code shipped in the package" in capsys.readouterr().out
+    assert "running the network code from the package's file gvtnet_zoo_network.py" in capsys.readouterr().out
 
 
 def test_tiled_equals_whole_for_a_unet_away_from_the_border(denoise_2d: Path, tmp_path: Path) -> None:

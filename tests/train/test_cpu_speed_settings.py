@@ -11,7 +11,7 @@ from torch import nn
 
 from gvtnet_zoo.cli import main
 from gvtnet_zoo.models import build_model
-from gvtnet_zoo.models.layout import channels_last_format, to_channels_last
+from gvtnet_zoo.models.layout import channels_last_format, prefers_channels_last, to_channels_last
 from gvtnet_zoo.spec_loading import load_spec
 
 from .conftest import tiny_args, weights
@@ -35,7 +35,7 @@ def _train_and_watch(data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *ov
 
 def test_cpu_training_runs_channels_last_by_default(denoise_2d: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    outputs = _train_and_watch(denoise_2d, tmp_path / "run", monkeypatch)
+    outputs = _train_and_watch(denoise_2d, tmp_path / "run", monkeypatch, "model.base_channels=8")
     assert len(outputs) == 6
     assert all(o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous() for o in outputs)
     assert all(o.dtype == torch.float32 for o in outputs)
@@ -61,3 +61,14 @@ def test_networks_mixing_2d_and_3d_layers_convert_each_layer_by_its_rank() -> No
     for p in network.parameters():
         if p.dim() in (4, 5) and p.shape[1] > 1 and p.shape[2:].numel() > 1:  # else both layouts coincide
             assert p.is_contiguous(memory_format=channels_last_format(p.dim())) and not p.is_contiguous()
+
+
+def test_networks_with_layers_onednn_breaks_on_stay_contiguous(denoise_2d: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strided 1x1 2D convolutions from < 8 channels crash oneDNN's channels-last weight gradient (AVX2 CPUs)."""
+    cpu = torch.device("cpu")
+    assert not prefers_channels_last(cpu, build_model(load_spec("demo-gvtnet-label-free-2d", ["model.base_channels=4"])))
+    assert prefers_channels_last(cpu, build_model(load_spec("demo-gvtnet-label-free-2d", ["model.base_channels=8"])))
+    assert not prefers_channels_last(torch.device("meta"), build_model(load_spec("demo-gvtnet-label-free-2d")))
+    outputs = _train_and_watch(denoise_2d, tmp_path / "run", monkeypatch)  # the tiny spec: 4 channels
+    assert len(outputs) == 6 and all(o.is_contiguous() for o in outputs)

@@ -12,13 +12,16 @@ axis's size step, so a valid tile stays valid with the halo added on both sides.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
-from ..models.probe import probe
 from ..nn.layers import as_tuple
+from .probe import probe
+
+if TYPE_CHECKING:
+    from ..config import Spec
 
 _LAYERS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MaxPool2d, nn.MaxPool3d)
 
@@ -42,11 +45,21 @@ def receptive_field_radius(model: nn.Module, input_shape: Sequence[int]) -> list
     return radius
 
 
-def output_halo(model: nn.Module, input_shape: Sequence[int], step: Sequence[int]) -> dict[str, int]:
-    """Halo of the y and x output axes, rounded up to the axis's step.
+def tiling_halo(model: nn.Module, input_shape: Sequence[int], step: Sequence[int]) -> dict[str, int]:
+    """Halo of every input space axis ('z', 'y', 'x' or 'y', 'x'), rounded up to the axis's step (at least one).
 
-    z gets none: a halo forces every tile to be larger than twice it, and stacks are often only a
-    few dozen slices deep, so 3D packages are tiled in y and x and keep z whole.
+    Packages declare y's and x's (export/rdf.py); z's is recorded in their config for gvtnet-zoo's
+    tiler, since a declared halo would force every input to be thicker than twice it.
     """
-    radius = receptive_field_radius(model, input_shape)[-2:]
-    return {axis: max(s, math.ceil(r / s) * s) for axis, r, s in zip("yx", radius, step[-2:])}
+    radius = receptive_field_radius(model, input_shape)
+    axes = "zyx"[3 - len(radius):]
+    return {axis: max(s, math.ceil(r / s) * s) for axis, r, s in zip(axes, radius, step)}
+
+
+def spec_halo(spec: "Spec") -> dict[str, int]:
+    """``tiling_halo`` of the network a spec builds, probed at twice its size step."""
+    from . import build_model
+
+    step = spec.model.size_step()
+    shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
+    return tiling_halo(build_model(spec).eval(), shape, step)
