@@ -6,9 +6,10 @@
 Every measurement runs in a fresh subprocess (peak memory of one thing at a time), on random weights
 (speed and memory do not depend on them) and a random volume, after one warm-up pass on a small
 volume. Whole volumes run in eager PyTorch (contiguous or channels-last memory) and in onnxruntime
-(the package's default weights, exported as `gvtnet-zoo package` exports them). CPU peak = growth of
-the process's maximum resident set during the measured call (a peak reached before it, e.g. by the
-ONNX export, hides a smaller one: small volumes read ~0); CUDA peak = torch.cuda.max_memory_allocated.
+(the package's default weights, exported as `gvtnet-zoo package` exports them). CPU peak = the fresh
+process's high-water mark of resident memory (VmHWM in /proc/self/status): everything it held at its
+worst, PyTorch and the model included, so configurations compare as a user would see them; the
+resident memory before the measured call is reported beside it. CUDA peak = torch.cuda.max_memory_allocated.
 Tiled and global-context runs use the same tiles and cores (gvtnet_zoo.predict.global_context):
 "tiled" lets each tile attend to itself only.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -39,12 +39,22 @@ from gvtnet_zoo.predict.global_context import ContextNetwork  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
 
 GiB = 1024**3
+PEAK = {False: "VmHWM of a fresh process", True: "CUDA max allocated"}
 
 
-def _peak_bytes(device: torch.device, rss_before: int) -> int:
+def process_memory(field: str) -> int:
+    """Bytes of a /proc/self/status memory field: VmHWM (peak resident), VmRSS (resident now)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    return process_memory("VmHWM")
 
 
 def _onnx_session(network: torch.nn.Module, small: torch.Tensor, device_name: str) -> Any:
@@ -95,7 +105,7 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        resident_before = process_memory("VmRSS") if device.type == "cpu" else 0
         seconds = []
         for _ in range(passes):
             start = time.perf_counter()
@@ -103,7 +113,7 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device, rss_before)}
+    return {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device), "before_bytes": resident_before}
 
 
 def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], device: str) -> dict[str, float]:
@@ -113,7 +123,7 @@ def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], 
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
         print(f"{spec_name} {mode} {shape}: {reason}", file=sys.stderr)
-        return {"seconds": float("nan"), "peak_bytes": float("nan")}
+        return {"seconds": float("nan"), "peak_bytes": float("nan"), "before_bytes": float("nan")}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -142,13 +152,15 @@ def main() -> None:
     hardware = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     lines = [f"## Inference: time and peak memory ({args.device}: {hardware}; {date.today()})", "",
-             f"`python benchmarks/inference_modes.py --device {args.device} --sizes {args.sizes} --runtimes {args.runtimes} "
+             f"`python benchmarks/inference_modes.py --device {args.device} --sizes {shlex.quote(args.sizes)} --runtimes {args.runtimes} "
              f"--repeats {args.repeats} "
              f"--context-volume {shlex.quote(args.context_volume)} --tile {args.tile}`", "",
-             "| model | volume | mode | seconds | peak memory (GiB) |", "|---|---|---|---:|---:|"]
+             f"| model | volume | mode | seconds | peak memory (GiB, {PEAK[args.device.startswith('cuda')]}) | "
+             "resident before the call (GiB) |", "|---|---|---|---:|---:|---:|"]
     whole: dict[tuple[str, str, str], dict[str, float]] = {}
     runtimes = args.runtimes.split(",")
-    for size in args.sizes.split(","):
+    sizes = [s for s in args.sizes.split(",") if s]
+    for size in sizes:
         for runtime in runtimes:
             models = args.models.split(",")
             runs: dict[str, list[dict[str, float]]] = {model: [] for model in models}
@@ -157,7 +169,8 @@ def main() -> None:
                     runs[model].append(in_subprocess(model, runtime, dims(size), [], args.device))
             for model in models:
                 result = whole[(model, size, runtime)] = min(runs[model], key=lambda r: r["seconds"])
-                lines.append(f"| {model} | {size} | {runtime} | {result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} |")
+                lines.append(f"| {model} | {size} | {runtime} | {result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} | "
+                             f"{result['before_bytes'] / GiB:.2f} |")
                 print(lines[-1], flush=True)
     context: dict[str, dict[str, float]] = {}
     if args.context_volume:
@@ -168,10 +181,10 @@ def main() -> None:
     for mode, result in context.items():
         label = mode if mode == "whole" else f"{mode}, tiles {args.tile}"
         lines.append(f"| gvtnet-care-denoise | {args.context_volume} ({ratio:.1f}x the tile) | {label} | "
-                     f"{result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} |")
+                     f"{result['seconds']:.2f} | {result['peak_bytes'] / GiB:.2f} | {result['before_bytes'] / GiB:.2f} |")
         print(lines[-1], flush=True)
     lines += ["", "Ratios (same run):", ""]
-    for size in args.sizes.split(","):
+    for size in sizes:
         for runtime in runtimes:
             pair = [whole.get((m, size, runtime)) for m in ("gvtnet-label-free", "unet-fnet-label-free")]
             if all(pair):

@@ -139,3 +139,20 @@ def test_broken_weight_file_is_one_clear_line(packages: dict[str, Path], tmp_pat
     assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
     assert "does not hold weights of the run's network" in capsys.readouterr().err
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_an_existing_package_is_replaced_only_with_overwrite(packages: dict[str, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = packages["2d"].parent / "run"
+    existing = tmp_path / "model.zip"
+    existing.write_bytes(b"someone's package")
+    failed = tmp_path / "other.failed.zip"
+    failed.write_bytes(b"an earlier failure, kept for inspection")
+    for out in (existing, tmp_path / "other.zip"):
+        assert main(["package", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--overwrite" in err
+    assert existing.read_bytes() == b"someone's package" and not (tmp_path / "other.zip").exists()
+    assert failed.read_bytes() == b"an earlier failure, kept for inspection"
+    assert main(["package", str(run), "--out", str(existing), "--weight-formats", "torchscript", "--overwrite"]) == 0
+    assert zipfile.is_zipfile(existing)

@@ -90,3 +90,28 @@ def test_memory_is_linear_in_the_number_of_voxels() -> None:
     assert shape.strip() == "(1, 16, 64, 128, 128)"
     tensor_bytes = 16 * 64 * 128 * 128 * 4
     assert int(extra_bytes) < 8 * tensor_bytes  # q, k, v, scaled q, output and the conv temporaries
+
+
+def test_a_collected_context_applied_equals_the_plain_forward() -> None:
+    """The explicit context: collected over two halves of the input, then applied, it gives the whole forward."""
+    from gvtnet_zoo.nn.attention import AttentionContext, ContextCollected
+
+    torch.manual_seed(0)
+    attention = GlobalAttention(3, 8, 8, heads=2, query="same").eval()
+    x = torch.randn(1, 8, 4, 6, 8)
+    with torch.no_grad():
+        expected, expected_query = attention(x)
+        context = AttentionContext(query_ratio=1.0)
+        context.collecting = True
+        attention.context = context
+        for start, end in ((0, 4), (4, 8)):  # two cores along x, in a tile that is the whole input
+            context.core = [(0, 4, 4), (0, 6, 6), (start, end, 8)]
+            with pytest.raises(ContextCollected):
+                attention(x)
+        context.collecting = False
+        output, query = attention(x[..., :4])  # a tile sees only its half, yet attends with the whole context
+        attention.context = None
+    assert context.query_count == x[0, 0].numel()
+    torch.testing.assert_close(query, expected_query[..., :4])
+    torch.testing.assert_close(output, expected[..., :4], rtol=1e-5, atol=1e-6)
+    assert "forward" not in attention.__dict__  # nothing is patched onto the instance
