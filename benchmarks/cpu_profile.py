@@ -1,4 +1,4 @@
-"""Where CPU inference time goes beyond arithmetic: the measurements behind docs/performance.md's analysis.
+"""Where CPU inference time goes beyond arithmetic (results/cpu_profile.md).
 
     python benchmarks/cpu_profile.py --out benchmarks/results/cpu_profile.md
 

@@ -1,6 +1,6 @@
 """PyTorch on the CPU with and without transparent huge pages for its large tensors, side by side.
 
-    python benchmarks/huge_pages.py --out docs/performance.md
+    python benchmarks/huge_pages.py --out benchmarks/results/huge_pages.md
     python benchmarks/huge_pages.py --volume 32x128x128 --train-specs '' --repeats 3
 
 `gvtnet-zoo` sets THP_MEM_ALLOC_ENABLE=1 where the kernel grants huge pages (gvtnet_zoo/huge_pages.py).

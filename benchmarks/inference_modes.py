@@ -1,6 +1,6 @@
 """Inference time and peak memory: paper models whole, and the CARE GVTNet tiled and by global context.
 
-    python benchmarks/inference_modes.py --out docs/performance.md                 # CPU
+    python benchmarks/inference_modes.py --out benchmarks/results/inference_modes.md   # CPU; then performance_doc.py
     python benchmarks/inference_modes.py --device cuda --sizes 32x128x128,64x512x512
 
 Every measurement runs in a fresh subprocess (peak memory of one thing at a time), on random weights

@@ -1,0 +1,53 @@
+"""Write docs/performance.md whole from the benchmark results, so that a rerun regenerates every number in it.
+
+    python benchmarks/inference_modes.py --out benchmarks/results/inference_modes.md   # measures (fresh file)
+    python benchmarks/performance_doc.py                                             # writes docs/performance.md
+
+The document carries the tables of ``benchmarks/results/inference_modes.md`` as that script wrote them
+(its command, machine and date included) and an index of the other results files by their titles; it
+adds no number or reading of its own. Each results file says which script and command produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MAIN = "inference_modes.md"
+
+
+def _title(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return path.stem
+
+
+def render(results: Path = RESULTS) -> str:
+    """The document's text from the results folder."""
+    main = results / MAIN
+    if not main.is_file():
+        raise SystemExit(f"{main} is missing; run benchmarks/inference_modes.py --out {main.relative_to(ROOT)} first")
+    others = sorted(p for p in results.glob("*.md") if p.name != MAIN)
+    lines = ["# Performance: gvtnet-zoo against its baselines", "",
+             "Written by `python benchmarks/performance_doc.py` from `benchmarks/results/`; do not edit by hand. "
+             "Ratios come from rows measured side by side in one run; absolute times mean something only from a GPU.",
+             "", *[("#" + line) if line.startswith("#") else line for line in main.read_text().rstrip("\n").splitlines()], "",
+             "## Other measurements", "",
+             "Each file gives the command, machine and date of its measurement:", ""]
+    lines += [f"- `benchmarks/results/{p.name}`: {_title(p)}" for p in others]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args()
+    args.out.write_text(render())
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
