@@ -39,9 +39,11 @@ def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def read_with_axes(path: Path, override: Optional[str], model_axes: Sequence[str]) -> tuple[np.ndarray, str]:
-    """The array and its axes as letters of 'bczyx': from --axes, else TIFF metadata, else the model's own
-    axes when the array has exactly that many, else by dimensionality."""
+def read_with_axes(path: Path, override: Optional[str], model_axes: Sequence[str],
+                   channels: Optional[int] = None) -> tuple[np.ndarray, str, str]:
+    """(array, its axes as letters of 'bczyx', a note on a guess or ''): from --axes, else TIFF metadata, else
+    the model's own axes when the array has exactly that many, else by dimensionality, where a leading axis
+    of exactly ``channels`` entries is the channel axis of a model without z."""
     try:
         if path.suffix.lower() == ".npy":
             array, meta = np.load(path), None
@@ -56,17 +58,21 @@ def read_with_axes(path: Path, override: Optional[str], model_axes: Sequence[str
         if len(axes) != array.ndim or set(axes) - set("bczyx") or len(set(axes)) != len(axes):
             raise UserError(f"--axes {override!r} does not fit {path.name} of shape {array.shape}; "
                             f"give {array.ndim} distinct letters of bczyx")
-        return array, axes
+        return array, axes, ""
     if meta and len(meta) == array.ndim and all(TIFF_AXES.get(a) for a in meta):
         axes = "".join(TIFF_AXES[a] for a in meta)
         if len(set(axes)) == len(axes):
-            return array, axes
+            return array, axes, ""
     if array.ndim == len(model_axes):
-        return array, "".join(model_axes)
+        return array, "".join(model_axes), ""
+    if array.ndim == 3 and "z" not in model_axes and "c" in model_axes and (channels or 0) > 1 \
+            and array.shape[0] == channels:
+        return array, "cyx", (f"{path.name}: its leading axis of {channels} is read as the model's {channels} channels "
+                              "(the model has no z axis); give --axes to say otherwise")
     by_ndim = {2: "yx", 3: "zyx", 4: "czyx", 5: "bczyx"}
     if array.ndim not in by_ndim:
         raise UserError(f"{path.name} has {array.ndim} axes {array.shape}; give --axes to say which is which")
-    return array, by_ndim[array.ndim]
+    return array, by_ndim[array.ndim], ""
 
 
 def to_model_axes(array: np.ndarray, axes: str, model_axes: Sequence[str], name: str) -> np.ndarray:

@@ -62,11 +62,18 @@ def _letters(tensor: Any) -> list[str]:
     return letters
 
 
+def _channel_count(tensor: Any) -> Optional[int]:
+    """How many channels a format 0.5 input names (None for format 0.4 or without a channel axis)."""
+    if isinstance(tensor.axes, str):
+        return None
+    return next((len(a.channel_names) for a in tensor.axes if getattr(a, "type", "") == "channel"), None)
+
+
 def _check_channels(tensor: Any, array: np.ndarray, letters: list[str], name: str) -> None:
     """A format 0.5 input names its channels; the image must have that many."""
-    if isinstance(tensor.axes, str) or "c" not in letters:
+    expected = _channel_count(tensor)
+    if expected is None or "c" not in letters:
         return
-    expected = next(len(a.channel_names) for a in tensor.axes if getattr(a, "type", "") == "channel")
     found = array.shape[letters.index("c")]
     if found != expected:
         raise UserError(f"{name} has {found} channel(s) but the model takes {expected}; "
@@ -189,6 +196,33 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     return _crop_outputs(model, result, original)
 
 
+def _missing_module(err: BaseException) -> Optional[str]:
+    """The name of the module a ModuleNotFoundError in ``err``'s chain of causes could not find."""
+    while err is not None:
+        if isinstance(err, ModuleNotFoundError):
+            return err.name
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _pipeline(model: ZooModel) -> Any:
+    """bioimageio.core's prediction pipeline; a state dict whose code needs a missing library is one UserError."""
+    from bioimageio.core import create_prediction_pipeline
+
+    try:
+        return create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
+                                          devices=model.devices)
+    except ImportError as err:  # bioimageio.core wraps the ModuleNotFoundError of the package's file
+        missing = _missing_module(err)
+        if missing is None:
+            raise
+        weights = getattr(model.descr.weights, model.weight_format, None)
+        environment = getattr(getattr(weights, "dependencies", None), "source", None) or getattr(weights, "dependencies", None)
+        where = f"the package's environment file {environment}" if environment else "the package's documentation"
+        raise UserError(f"the {model.weight_format} network needs the Python module {missing!r}, which is not installed "
+                        f"here; install what {where} lists, or use other weights (--weight-format)") from None
+
+
 def free_memory_bytes(devices: Sequence[str]) -> int:
     """Free memory of the device the model runs on: the CUDA device's, else the machine's available RAM."""
     if devices and devices[0].startswith("cuda") or devices == ["CUDAExecutionProvider"]:
@@ -250,21 +284,23 @@ def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
     return named
 
 
-def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int]:
-    """One sample's input tensors (in the model's axes, float32) and its largest number of space voxels."""
+def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int, list[str]]:
+    """One sample's input tensors (in the model's axes, float32), its largest number of space voxels, and notes
+    on how axes were guessed."""
     from bioimageio.core import Tensor
 
     tensors = dict(zip(model.input_ids, model.descr.inputs))
-    members, space = {}, 0
+    members, space, notes = {}, 0, []
     for input_id, path in files.items():
         tensor = tensors[input_id]
         letters = _letters(tensor)
-        array, file_axes = read_with_axes(path, axes, letters)
+        array, file_axes, note = read_with_axes(path, axes, letters, _channel_count(tensor))
+        notes += [note] if note else []
         array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
         _check_channels(tensor, array, letters, path.name)
         members[input_id] = Tensor.from_numpy(array, dims=_axis_ids(tensor))
         space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
-    return members, space
+    return members, space, notes
 
 
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
@@ -277,7 +313,6 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
     The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
     """
-    from bioimageio.core import create_prediction_pipeline
     from bioimageio.core.digest_spec import create_sample_for_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -302,19 +337,20 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
 
-    def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int]:
+    def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str]]:
         return _read_sample(model, job[0], axes)
 
     def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
         for output, target, array in zip(model.descr.outputs, targets, arrays):
             write_output(target, array, _letters(output))
 
-    with (_processing_only(model.descr) if network is not None else
-          create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
-                                     devices=model.devices)) as pipeline, BackgroundWriter() as writer:
+    with (_processing_only(model.descr) if network is not None else _pipeline(model)) as pipeline, \
+            BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
-        for (files, targets), (members, space) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",
-                                                       unit="file", disable=len(samples) < 2 or rank > 0):
+        for (files, targets), (members, space, notes) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",
+                                                              unit="file", disable=len(samples) < 2 or rank > 0):
+            for note in notes:
+                echo(note)
             voxels += space
             name = files[first_input].name
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
