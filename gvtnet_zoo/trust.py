@@ -22,13 +22,19 @@ _FETCHED_FIELDS = frozenset({
 
 
 def read_description(source: str | Path) -> Any:
-    """The valid model description of a package (zip, folder or rdf.yaml), read without any I/O checks."""
+    """The valid model description of a package (zip, folder or rdf.yaml), read without any I/O checks.
+
+    Older formats (0.4) are converted to the current one in memory, so that one code path pads, tiles
+    and crops every model; a description that does not convert is used as written.
+    """
     from bioimageio.spec import InvalidDescr, load_model_description
 
     if not Path(source).exists():
         raise UserError(f"model {source} not found; give a bioimage.io package (.zip), its folder or its rdf.yaml")
     try:
-        descr = load_model_description(str(source), perform_io_checks=False)
+        descr = load_model_description(str(source), format_version="latest", perform_io_checks=False)
+        if isinstance(descr, InvalidDescr):
+            descr = load_model_description(str(source), perform_io_checks=False)
     except Exception as err:  # noqa: BLE001 - the reader raises many kinds for a broken package
         raise UserError(f"cannot read the model {source}: {str(err).splitlines()[0][:300]}") from None
     if isinstance(descr, InvalidDescr):

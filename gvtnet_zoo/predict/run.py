@@ -85,14 +85,24 @@ def _axis_ids(tensor: Any) -> list[Any]:
 
 
 def _valid_size(axis: Any, size: int) -> int:
-    """The smallest valid size >= ``size`` for a 0.5 input axis (fixed sizes must match)."""
+    """The smallest valid size >= ``size`` for a 0.5 input axis; a fixed size is the least (tiles cover more)."""
     from bioimageio.spec.model import v0_5
 
     if isinstance(axis.size, v0_5.ParameterizedSize):
         return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
-    if isinstance(axis.size, int) and size > axis.size:
-        raise UserError(f"the image's {axis.id} axis ({size}) exceeds the model's fixed size {axis.size}; use --tile")
-    return axis.size if isinstance(axis.size, int) else size
+    if isinstance(axis.size, int):
+        return max(axis.size, size)
+    return size
+
+
+def exceeds_fixed_size(model: ZooModel, sample: Any) -> Optional[str]:
+    """'axis (size > fixed)' for the first input axis of fixed size that the sample is larger than, else None."""
+    for tensor in model.descr.inputs:
+        sizes = sample.members[tensor.id].sizes
+        for axis in tensor.axes:
+            if axis.type == "space" and isinstance(axis.size, int) and sizes[axis.id] > axis.size:
+                return f"{axis.id} ({sizes[axis.id]} > {axis.size})"
+    return None
 
 
 def _pad_to_valid(model: ZooModel, sample: Any) -> dict[Any, dict[Any, int]]:
@@ -129,6 +139,10 @@ def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
 
     if not isinstance(model.descr, v0_5.ModelDescr):  # format 0.4: sizes are the caller's business
         return pipeline.predict_sample_without_blocking(sample)
+    larger = exceeds_fixed_size(model, sample)
+    if larger:
+        raise UserError(f"the image is larger than the model's fixed size along {larger}; predict it without --whole "
+                        "(in tiles of the fixed size)")
     original = _pad_to_valid(model, sample)
     result = pipeline.predict_sample_without_blocking(sample, skip_input_padding=True, skip_output_cropping=True)
     return _crop_outputs(model, result, original)
@@ -356,7 +370,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
             if network is not None:
                 result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
-            elif mode == "tile" or (mode == "auto" and space > whole_limit):
+            elif mode == "tile" or (mode == "auto" and (space > whole_limit or exceeds_fixed_size(model, sample))):
                 result = _predict_tiled(pipeline, model, sample, tile_sizes, name)
             else:
                 result = _predict_whole(pipeline, model, sample)

@@ -40,9 +40,16 @@ def ramp(length: int, halo: int, blend: int, at_start: bool, at_end: bool) -> np
 
 
 def _valid_tile(axis: Any, wanted: int, size: int) -> int:
-    """A valid size for ``axis`` near ``wanted``, at most ``size`` (which is itself valid)."""
+    """A valid size for ``axis`` near ``wanted``, at most ``size`` (which is itself valid); a fixed size is the tile."""
+    if isinstance(axis.size, int):
+        return axis.size
     low, step = axis.size.min, axis.size.step
     return min(size, max(low, low + (max(wanted, low) - low) // step * step))
+
+
+def _step(axis: Any) -> int:
+    """Tiles start on multiples of this: the down-sampling grid of a parameterized axis; any voxel for a fixed one."""
+    return 1 if isinstance(axis.size, int) else axis.size.step
 
 
 def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int],
@@ -59,17 +66,20 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     # only axes the outputs keep are tiled: a 3D-to-2D projection needs its whole stack in every tile
     kept = {ref.axis_id for output in descr.outputs for axis in output.axes
             if isinstance(ref := getattr(axis, "size", None), v0_5.SizeReference) and ref.tensor_id == tensor.id}
-    space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, v0_5.ParameterizedSize) and a.id in kept]
+    space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, (v0_5.ParameterizedSize, int))
+             and a.id in kept]
     windows: dict[Any, list[tuple[int, int, np.ndarray]]] = {}
     for axis in space:
-        size, h = sizes[axis.id], halo.get(str(axis.id), 0)
+        size, h, step = sizes[axis.id], halo.get(str(axis.id), 0), _step(axis)
         length = _valid_tile(axis, tile.get(str(axis.id), size), size)
-        blend = max(axis.size.step, length // 8)
+        blend = max(step, length // 8)
         # tiles start on the network's down-sampling grid, or their outputs would differ from the whole image's
-        stride = (length - 2 * h - blend) // axis.size.step * axis.size.step
-        if stride < axis.size.step and length < size:
+        stride = (length - 2 * h - blend) // step * step
+        if stride < step and length < size:
+            fix = (f"the model's fixed size {length} leaves no room; give a smaller halo" if isinstance(axis.size, int)
+                   else f"use tiles of at least {2 * h + blend + step}")
             raise UserError(f"--tile {length} along {axis.id} leaves too little between the halos ({h} each side) "
-                            f"and the blend ({blend}); use tiles of at least {2 * h + blend + axis.size.step}")
+                            f"and the blend ({blend}); {fix}")
         starts = _starts(size, length, stride)
         windows[axis.id] = [(s, length, ramp(length, h, blend, s == 0, s + length == size)) for s in starts]
 

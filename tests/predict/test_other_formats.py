@@ -1,0 +1,132 @@
+"""Zoo models at every image size: fixed-size inputs tiled and padded, format 0.4 brought to 0.5 and tiled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from torch import nn
+
+from gvtnet_zoo.cli import main
+
+HALO = 8  # declared; the network's receptive-field radius is 2
+
+
+class _Conv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _network(tmp: Path) -> tuple[torch.jit.ScriptModule, np.ndarray, np.ndarray]:
+    torch.manual_seed(0)
+    net = torch.jit.script(_Conv().eval())
+    net.save(str(tmp / "w.pt"))
+    x = np.random.default_rng(1).normal(size=(1, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).numpy()
+    np.save(tmp / "in.npy", x)
+    np.save(tmp / "out.npy", y)
+    (tmp / "README.md").write_text("# other\n")
+    return net, x, y
+
+
+def _fixed_size_package(tmp: Path) -> Path:
+    """Format 0.5 with fixed 64 x 64 inputs, as CAREamics exports its models, and a declared halo."""
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5 as bio
+
+    _network(tmp)
+    descr = bio.ModelDescr(
+        name="fixed size", description="fixed 64 x 64 inputs", authors=[bio.Author(name="Someone Else")],
+        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
+        documentation=bio.FileDescr(source=tmp / "README.md"),
+        inputs=[bio.InputTensorDescr(
+            id=bio.TensorId("raw"), test_tensor=bio.FileDescr(source=tmp / "in.npy"),
+            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("c0")]),
+                  bio.SpaceInputAxis(id=bio.AxisId("y"), size=64), bio.SpaceInputAxis(id=bio.AxisId("x"), size=64)])],
+        outputs=[bio.OutputTensorDescr(
+            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=tmp / "out.npy"),
+            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]),
+                  *[bio.SpaceOutputAxisWithHalo(id=bio.AxisId(a), halo=HALO, size=bio.SizeReference(
+                      tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))) for a in "yx"]])],
+        weights=bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=tmp / "w.pt",
+                                                                        pytorch_version=bio.Version("2.0"))),
+    )
+    return Path(save_bioimageio_package(descr, output_path=tmp / "fixed.zip"))
+
+
+def _format_04_package(tmp: Path) -> Path:
+    """The same network described in format 0.4 (parameterized 32 + 8n inputs, a halo of 8), as a folder."""
+    _network(tmp)
+    rdf = {
+        "format_version": "0.4.10", "type": "model", "name": "conv 0.4", "description": "format 0.4",
+        "authors": [{"name": "Someone Else"}], "cite": [{"text": "none", "doi": "10.1038/s42256-020-00283-x"}],
+        "license": "MIT", "documentation": "README.md", "timestamp": "2024-01-01T00:00:00",
+        "test_inputs": ["in.npy"], "test_outputs": ["out.npy"],
+        "inputs": [{"name": "raw", "axes": "bcyx", "data_type": "float32", "data_range": [-1e9, 1e9],
+                    "shape": {"min": [1, 1, 32, 32], "step": [0, 0, 8, 8]}}],
+        "outputs": [{"name": "out", "axes": "bcyx", "data_type": "float32", "data_range": [-1e9, 1e9],
+                     "shape": {"reference_tensor": "raw", "scale": [1, 1, 1, 1], "offset": [0, 0, 0, 0]},
+                     "halo": [0, 0, HALO, HALO]}],
+        "weights": {"torchscript": {"source": "w.pt", "pytorch_version": "2.0"}},
+    }
+    (tmp / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    return tmp / "rdf.yaml"
+
+
+def _reference(image: np.ndarray) -> np.ndarray:
+    """The network applied to the whole image at once, in PyTorch (zero padding at the borders)."""
+    torch.manual_seed(0)
+    net = _Conv().eval()
+    with torch.no_grad():
+        return net(torch.from_numpy(image[None, None].astype(np.float32))).numpy()[0]
+
+
+def _predict(model: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) -> np.ndarray:
+    tifffile.imwrite(tmp / f"{name}.tif", image.astype(np.float32))
+    assert main(["predict", str(model), str(tmp / f"{name}.tif"), "--out", str(tmp / f"out-{name}"), *flags]) == 0
+    return tifffile.imread(tmp / f"out-{name}" / f"{name}.tif")
+
+
+@pytest.mark.parametrize("shape", [(160, 144), (128, 128), (150, 131)])
+def test_fixed_size_models_are_tiled_over_larger_images(tmp_path: Path, shape: tuple[int, int],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    package = _fixed_size_package(tmp_path)
+    image = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    produced = _predict(package, image, tmp_path, "big")  # auto: tiles of the fixed size
+    expected = _reference(image)
+    assert produced.shape == expected.shape == (1, *shape)
+    # a halo (8) wider than the network's reach (2): the tiles agree with the whole image everywhere
+    np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)
+    capsys.readouterr()
+    assert main(["predict", str(package), str(tmp_path / "big.tif"), "--out", str(tmp_path / "w"), "--whole"]) == 2
+    assert "fixed size" in capsys.readouterr().err
+
+
+def test_images_smaller_than_the_fixed_size_are_mirrored_and_cropped_back(tmp_path: Path) -> None:
+    package = _fixed_size_package(tmp_path)
+    image = np.random.default_rng(3).normal(size=(40, 50)).astype(np.float32)
+    produced = _predict(package, image, tmp_path, "small")
+    expected = _reference(image)
+    assert produced.shape == (1, 40, 50)
+    # the padding is a mirror on the far sides, not zeros: equal away from those two borders
+    np.testing.assert_allclose(produced[:, :-2, :-2], expected[:, :-2, :-2], atol=1e-5, rtol=0)
+
+
+def test_format_04_models_are_padded_and_tiled_like_format_05(tmp_path: Path) -> None:
+    rdf = _format_04_package(tmp_path)
+    odd = np.random.default_rng(4).normal(size=(70, 66)).astype(np.float32)  # no multiple of the step 8
+    whole = _predict(rdf, odd, tmp_path, "odd", "--whole")
+    assert whole.shape == (1, 70, 66)
+    np.testing.assert_allclose(whole[:, :-2, :-2], _reference(odd)[:, :-2, :-2], atol=1e-5, rtol=0)
+    big = np.random.default_rng(5).normal(size=(160, 152)).astype(np.float32)
+    tiled = _predict(rdf, big, tmp_path, "big", "--tile", "64,64")
+    np.testing.assert_allclose(tiled, _reference(big), atol=1e-5, rtol=0)
