@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
             if isinstance(ref := getattr(axis, "size", None), v0_5.SizeReference) and ref.tensor_id == tensor.id}
     space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, (v0_5.ParameterizedSize, int))
              and a.id in kept]
-    windows: dict[Any, list[tuple[int, int, np.ndarray]]] = {}
+    windows: dict[Any, list[_Window]] = {}
     for axis in space:
         size, h, step = sizes[axis.id], halo.get(str(axis.id), 0), _step(axis)
         length = _valid_tile(axis, tile.get(str(axis.id), size), size)
@@ -81,13 +82,13 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
             raise UserError(f"--tile {length} along {axis.id} leaves too little between the halos ({h} each side) "
                             f"and the blend ({blend}); {fix}")
         starts = _starts(size, length, stride)
-        windows[axis.id] = [(s, length, ramp(length, h, blend, s == 0, s + length == size)) for s in starts]
+        windows[axis.id] = [_Window(s, length, h, blend, s == 0, s + length == size, axis.scale) for s in starts]
 
     sums: dict[Any, np.ndarray] = {}
     weights: dict[Any, np.ndarray] = {}
     combos = list(itertools.product(*windows.values()))
     for combo in tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False, disable=len(combos) < 2):
-        region = {a.id: slice(s, s + n) for a, (s, n, _) in zip(space, combo)}
+        region = {a.id: slice(w.start, w.start + w.length) for a, w in zip(space, combo)}
         tile_sample = Sample(members={tensor.id: member[region]}, stat=sample.stat, id=sample.id)
         out = pipeline.predict_sample_without_blocking(tile_sample, skip_preprocessing=True, skip_postprocessing=True,
                                                        skip_input_padding=True, skip_output_cropping=True)
@@ -103,7 +104,33 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     return result
 
 
-def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any, tuple[int, int, np.ndarray]],
+@dataclass(frozen=True)
+class _Window:
+    """One tile along one input axis, in input voxels, and what its blend weights need."""
+
+    start: int
+    length: int
+    halo: int
+    blend: int
+    at_start: bool  # touches the image's first voxel: no fall-off there
+    at_end: bool
+    input_scale: float  # the input axis's voxel size
+
+    def in_output(self, axis: Any, offset: int, produced: int, input_size: int) -> tuple[slice, np.ndarray, int]:
+        """(where the tile's output goes, its weights, the whole output's size) along an output axis sized by
+        reference to this input axis: scaled by input scale / output scale, plus the reference's offset."""
+        ratio = self.input_scale / axis.scale
+        start, length = self.start * ratio, self.length * ratio + offset
+        if start != int(start) or produced != round(length):
+            raise UserError(f"the model's output axis {axis.id} ({produced} voxels for a tile of {self.length}) does "
+                            f"not follow its description (x{ratio:g}{offset:+d}); predict it --whole")
+        # an offset takes the same from (or adds the same to) both ends of every tile and of the whole image
+        halo = max(0, round(self.halo * ratio + offset / 2))
+        weight = ramp(produced, halo, max(1, round(self.blend * ratio)), self.at_start, self.at_end)
+        return slice(int(start), int(start) + produced), weight, round(input_size * ratio) + offset
+
+
+def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any, _Window],
                 sums: dict[Any, np.ndarray], weights: dict[Any, np.ndarray], input_sizes: dict[Any, int]) -> None:
     """Add one tile's weighted output into the running sums (output axes referencing the tiled input axes)."""
     from bioimageio.spec.model import v0_5
@@ -115,15 +142,12 @@ def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any,
     for position, axis in enumerate(output.axes):
         ref = getattr(axis, "size", None)
         if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == input_id and ref.axis_id in placement:
-            start, length, w = placement[ref.axis_id]
-            if axis.scale != 1 or data.shape[position] != length + ref.offset:
-                raise UserError("tiled prediction supports outputs at the input's resolution; predict --whole")
-            trim = -ref.offset // 2  # an output smaller than its input loses the same on both sides
-            index.append(slice(start, start + data.shape[position]))
-            full_shape[position] = input_sizes[ref.axis_id] + ref.offset
+            where, w, full_shape[position] = placement[ref.axis_id].in_output(
+                axis, ref.offset, data.shape[position], input_sizes[ref.axis_id])
+            index.append(where)
             shape = [1] * data.ndim
             shape[position] = data.shape[position]
-            weight = weight * w[trim: trim + data.shape[position]].reshape(shape)
+            weight = weight * w.reshape(shape)
         else:
             index.append(slice(None))
     if output.id not in sums:
@@ -134,14 +158,20 @@ def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any,
 
 
 def output_halo(descr: Any) -> dict[str, int]:
-    """The largest halo any output declares, per referenced input axis id."""
+    """Per referenced input axis id, in input voxels, the largest part of a tile whose output is unreliable:
+    the halo an output declares (in its own voxels) plus what a negative size offset already took."""
+    from bioimageio.spec.model import v0_5
+
+    scales = {(t.id, a.id): getattr(a, "scale", 1.0) for t in descr.inputs for a in t.axes}
     halos: dict[str, int] = {}
     for output in descr.outputs:
         for axis in output.axes:
             ref = getattr(axis, "size", None)
-            if getattr(axis, "halo", 0) and ref is not None:
-                key = str(ref.axis_id)
-                halos[key] = max(halos.get(key, 0), math.ceil(axis.halo * axis.scale))
+            if not isinstance(ref, v0_5.SizeReference):
+                continue
+            reach = (getattr(axis, "halo", 0) - ref.offset / 2) * axis.scale / scales.get((ref.tensor_id, ref.axis_id), 1.0)
+            if reach > 0:
+                halos[str(ref.axis_id)] = max(halos.get(str(ref.axis_id), 0), math.ceil(reach))
     return halos
 
 

@@ -13,6 +13,8 @@ from torch import nn
 
 from gvtnet_zoo.cli import main
 
+from .zoo_builders import single_io_package
+
 HALO = 8  # declared; the network's receptive-field radius is 2
 
 
@@ -40,27 +42,10 @@ def _network(tmp: Path) -> tuple[torch.jit.ScriptModule, np.ndarray, np.ndarray]
 
 def _fixed_size_package(tmp: Path) -> Path:
     """Format 0.5 with fixed 64 x 64 inputs, as CAREamics exports its models, and a declared halo."""
-    from bioimageio.spec import save_bioimageio_package
-    from bioimageio.spec.model import v0_5 as bio
-
     _network(tmp)
-    descr = bio.ModelDescr(
-        name="fixed size", description="fixed 64 x 64 inputs", authors=[bio.Author(name="Someone Else")],
-        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
-        documentation=bio.FileDescr(source=tmp / "README.md"),
-        inputs=[bio.InputTensorDescr(
-            id=bio.TensorId("raw"), test_tensor=bio.FileDescr(source=tmp / "in.npy"),
-            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("c0")]),
-                  bio.SpaceInputAxis(id=bio.AxisId("y"), size=64), bio.SpaceInputAxis(id=bio.AxisId("x"), size=64)])],
-        outputs=[bio.OutputTensorDescr(
-            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=tmp / "out.npy"),
-            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]),
-                  *[bio.SpaceOutputAxisWithHalo(id=bio.AxisId(a), halo=HALO, size=bio.SizeReference(
-                      tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))) for a in "yx"]])],
-        weights=bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=tmp / "w.pt",
-                                                                        pytorch_version=bio.Version("2.0"))),
-    )
-    return Path(save_bioimageio_package(descr, output_path=tmp / "fixed.zip"))
+    torch.manual_seed(0)
+    x = np.random.default_rng(1).normal(size=(1, 1, 64, 64)).astype(np.float32)
+    return single_io_package(tmp, _Conv(), x, size=64, halo=HALO, name="fixed")
 
 
 def _format_04_package(tmp: Path) -> Path:
@@ -130,3 +115,46 @@ def test_format_04_models_are_padded_and_tiled_like_format_05(tmp_path: Path) ->
     big = np.random.default_rng(5).normal(size=(160, 152)).astype(np.float32)
     tiled = _predict(rdf, big, tmp_path, "big", "--tile", "64,64")
     np.testing.assert_allclose(tiled, _reference(big), atol=1e-5, rtol=0)
+
+
+class _Half(nn.Module):
+    """Output at half resolution: a 3x3 convolution, then 2x2 average pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(x))
+
+
+class _Up4Valid(nn.Module):
+    """Output 4x up-sampled, then a 'valid' 3x3 convolution: 4 n - 2 voxels (an offset of -2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=4.0, mode="nearest")
+        self.conv = nn.Conv2d(1, 1, 3, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.up(x))
+
+
+@pytest.mark.parametrize("kind", ["half", "up4"])
+@pytest.mark.parametrize("shape", [(64, 64), (128, 96), (75, 61)])
+def test_outputs_at_another_resolution_are_tiled_in_output_coordinates(tmp_path: Path, kind: str,
+                                                                       shape: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net, scale, offset, halo = (_Half(), 2.0, 0, 2) if kind == "half" else (_Up4Valid(), 0.25, -2, 4)
+    x = np.random.default_rng(6).normal(size=(1, 1, 64, 64)).astype(np.float32)
+    package = single_io_package(tmp_path, net, x, size=(32, 8), output_scale=scale, offset=offset, halo=halo,
+                                name=f"{kind}-resolution")
+    image = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    whole = _predict(package, image, tmp_path, "w", "--whole")
+    tiled = _predict(package, image, tmp_path, "t", "--tile", "48,48")
+    expected_size = [int(n / scale) + offset for n in shape]
+    assert whole.shape == tiled.shape == (1, *expected_size)
+    span = float(np.ptp(whole))
+    # the far borders of an invalid size see mirrored padding in both; everything agrees
+    np.testing.assert_allclose(tiled, whole, atol=1e-4 * span, rtol=0)

@@ -1,0 +1,50 @@
+"""Packages in other tools' styles, built with bioimageio.spec's own API for the prediction tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def torchscript_weights(net: torch.nn.Module, folder: Path) -> object:
+    from bioimageio.spec.model import v0_5 as bio
+
+    torch.jit.script(net.eval()).save(str(folder / "w.pt"))
+    return bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=folder / "w.pt",
+                                                                     pytorch_version=bio.Version("2.0")))
+
+
+def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size: int | tuple[int, int],
+                      weights: Optional[object] = None, output_scale: float = 1.0, offset: int = 0, halo: int = 0,
+                      channels: int = 1, name: str = "other") -> Path:
+    """A 2D package: input (B, channels, Y, X) of fixed ``size`` or (min, step); output (B, 1, Y', X') sized by
+    reference to the input (x input scale / ``output_scale`` + ``offset``), with ``halo``; test tensors from ``net``."""
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5 as bio
+
+    with torch.no_grad():
+        y = net.eval()(torch.from_numpy(x)).numpy()
+    np.save(folder / "in.npy", x)
+    np.save(folder / "out.npy", y)
+    (folder / "README.md").write_text("# other\n")
+    space_size = size if isinstance(size, int) else bio.ParameterizedSize(min=size[0], step=size[1])
+    reference = {a: bio.SizeReference(tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a), offset=offset) for a in "yx"}
+    output_axes = [bio.SpaceOutputAxisWithHalo(id=bio.AxisId(a), halo=halo, size=reference[a], scale=output_scale)
+                   if halo else bio.SpaceOutputAxis(id=bio.AxisId(a), size=reference[a], scale=output_scale) for a in "yx"]
+    descr = bio.ModelDescr(
+        name=name, description="not made by gvtnet-zoo", authors=[bio.Author(name="Someone Else")],
+        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
+        documentation=bio.FileDescr(source=folder / "README.md"),
+        inputs=[bio.InputTensorDescr(
+            id=bio.TensorId("raw"), test_tensor=bio.FileDescr(source=folder / "in.npy"),
+            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(f"c{i}") for i in range(channels)]),
+                  *[bio.SpaceInputAxis(id=bio.AxisId(a), size=space_size) for a in "yx"]])],
+        outputs=[bio.OutputTensorDescr(
+            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=folder / "out.npy"),
+            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]), *output_axes])],
+        weights=weights or torchscript_weights(net, folder),
+    )
+    return Path(save_bioimageio_package(descr, output_path=folder / f"{name}.zip"))  # name: 5+ characters
