@@ -86,7 +86,7 @@ def _predict(args: argparse.Namespace) -> None:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
                   weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
-                  overwrite=args.overwrite, allow_download=args.allow_download)
+                  overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--global-context", action="store_true",
                          help="GVTNet packages made by gvtnet-zoo: the whole image's result in tiles of --tile "
                               "(default 64,256,256), tile-sized memory")
+    predict.add_argument("--halo", metavar="Z,Y,X",
+                         help="tiles: the halo (input voxels) per axis instead of the package's, e.g. 0,32,32")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     predict.add_argument("--allow-download", action="store_true",

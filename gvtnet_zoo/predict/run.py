@@ -162,7 +162,8 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
     return ns
 
 
-def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str) -> Any:
+def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str,
+                   halo_override: dict[str, int], warn: Callable[[str], None]) -> Any:
     """Single-input models: blended tiles (predict/tiling.py). Several inputs: bioimageio.core's blocks,
     each padded by the output halo, halos cropped when stitching. ``tile`` None: DEFAULT_TILE, grown
     where the halo needs it."""
@@ -171,10 +172,10 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
     original = _pad_to_valid(model, sample)
-    halo = package_halo(model.descr)
+    halo = {**package_halo(model.descr), **halo_override}
     tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
     if len(model.descr.inputs) == 1:
-        result = predict_blended(pipeline, model.descr, sample, tile, halo, name)
+        result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn)
         return _crop_outputs(model, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
@@ -252,16 +253,17 @@ def free_memory_bytes(devices: Sequence[str]) -> int:
         return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
 
 
-def parse_tile(text: Optional[str], dims: int) -> Optional[dict[str, int]]:
-    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}."""
+def parse_tile(text: Optional[str], dims: int, flag: str = "--tile") -> Optional[dict[str, int]]:
+    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}; --halo takes zeros too."""
     if text is None:
         return None
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise UserError(f"--tile expects integers like 32,256,256, got {text!r}") from None
-    if len(values) not in (2, 3) or min(values) < 1:
-        raise UserError(f"--tile expects 2 (Y,X) or 3 (Z,Y,X) positive sizes, got {text!r}")
+        raise UserError(f"{flag} expects integers like 32,256,256, got {text!r}") from None
+    if len(values) not in (2, 3) or min(values) < (0 if flag == "--halo" else 1):
+        raise UserError(f"{flag} expects 2 (Y,X) or 3 (Z,Y,X) {'sizes' if flag == '--halo' else 'positive sizes'}, "
+                        f"got {text!r}")
     return dict(zip("zyx"[3 - len(values):], values))
 
 
@@ -320,7 +322,7 @@ def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
                   device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
-                  overwrite: bool = False, allow_download: bool = False,
+                  overwrite: bool = False, allow_download: bool = False, halo: Optional[str] = None,
                   echo: Callable[[str], None] = print) -> PredictionSummary:
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
 
@@ -348,6 +350,14 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 
         network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
     tile_sizes = parse_tile(tile, 3)
+    halo_sizes = parse_tile(halo, 3, "--halo") or {}
+    warned: set[str] = set()
+
+    def warn_once(line: str) -> None:  # the halo check: once per run, not once per file
+        if not warned:
+            warned.add(line)
+            echo(line)
+
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
 
@@ -371,7 +381,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             if network is not None:
                 result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
             elif mode == "tile" or (mode == "auto" and (space > whole_limit or exceeds_fixed_size(model, sample))):
-                result = _predict_tiled(pipeline, model, sample, tile_sizes, name)
+                result = _predict_tiled(pipeline, model, sample, tile_sizes, name, halo_sizes, warn_once)
             else:
                 result = _predict_whole(pipeline, model, sample)
             writer.submit(write, targets, [result.members[o].data.to_numpy() for o in model.output_ids])

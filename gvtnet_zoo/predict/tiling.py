@@ -13,12 +13,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
+from .halo_check import TOLERANCE, overlap_deviation
 
 
 def _starts(size: int, tile: int, stride: int) -> list[int]:
@@ -54,8 +55,12 @@ def _step(axis: Any) -> int:
 
 
 def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int],
-                    progress_name: str) -> Any:
-    """Predict a (valid-size) single-input ``sample`` in blended tiles; returns the postprocessed output sample."""
+                    progress_name: str, warn: Callable[[str], None] = print) -> Any:
+    """Predict a (valid-size) single-input ``sample`` in blended tiles; returns the postprocessed output sample.
+
+    The first two tiles' overlap is checked (predict/halo_check.py); a halo too small for the network gets one
+    ``warn`` line with the deviation and the halo that would remove it.
+    """
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
     from bioimageio.spec.model import v0_5
@@ -87,11 +92,16 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     sums: dict[Any, np.ndarray] = {}
     weights: dict[Any, np.ndarray] = {}
     combos = list(itertools.product(*windows.values()))
-    for combo in tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False, disable=len(combos) < 2):
+    for index, combo in enumerate(tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False,
+                                       disable=len(combos) < 2)):
         region = {a.id: slice(w.start, w.start + w.length) for a, w in zip(space, combo)}
         tile_sample = Sample(members={tensor.id: member[region]}, stat=sample.stat, id=sample.id)
         out = pipeline.predict_sample_without_blocking(tile_sample, skip_preprocessing=True, skip_postprocessing=True,
                                                        skip_input_padding=True, skip_output_cropping=True)
+        if index == 0:
+            first = out
+        elif index == 1:
+            _check_halo(descr, tensor.id, space, combos[0], combo, first, out, sizes, progress_name, warn)
         for output in descr.outputs:
             _accumulate(output, out.members[output.id], tensor.id, {a.id: c for a, c in zip(space, combo)},
                         sums, weights, sizes)
@@ -102,6 +112,38 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     result = Sample(members=members, stat=sample.stat, id=sample.id)
     pipeline.apply_postprocessing(result)
     return result
+
+
+def _check_halo(descr: Any, input_id: Any, space: list[Any], before: tuple, after: tuple, first: Any, second: Any,
+                sizes: dict[Any, int], name: str, warn: Callable[[str], None]) -> None:
+    """Compare the first output of two neighbouring tiles in their overlap; warn once if the halo is too small."""
+    from bioimageio.spec.model import v0_5
+
+    (axis_index,) = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    axis, output = space[axis_index], descr.outputs[0]
+    for position, out_axis in enumerate(output.axes):
+        ref = getattr(out_axis, "size", None)
+        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == input_id and ref.axis_id == axis.id:
+            break
+    else:
+        return
+    data = [tile.members[output.id].data.to_numpy() for tile in (first, second)]
+    places = [window.in_output(out_axis, ref.offset, d.shape[position], sizes[axis.id])[0]
+              for window, d in zip((before[axis_index], after[axis_index]), data)]
+    ratio = before[axis_index].input_scale / out_axis.scale
+    halo_out = max(0, round(before[axis_index].halo * ratio + ref.offset / 2))
+    deviation, needed = overlap_deviation(data[0], data[1], places[0], places[1], position, halo_out)
+    if deviation <= TOLERANCE:
+        return
+    declared = before[axis_index].halo
+    if needed is not None:
+        wider = math.ceil((needed - ref.offset / 2) / ratio)
+        fix = f"a halo of {wider} along {axis.id} would remove it (--halo; it also needs tiles large enough)"
+    else:
+        fix = (f"the overlap is too narrow to find the halo that removes it: try a larger --halo with larger tiles; "
+               "a network that sees its whole tile (a GVTNet) needs --whole, or --global-context for gvtnet-zoo's")
+    warn(f"warning: {name}: neighbouring tiles differ by up to {deviation:.2g} of the output's range where they "
+         f"overlap along {axis.id}, beyond the halo of {declared}; {fix}")
 
 
 @dataclass(frozen=True)

@@ -158,3 +158,31 @@ def test_outputs_at_another_resolution_are_tiled_in_output_coordinates(tmp_path:
     span = float(np.ptp(whole))
     # the far borders of an invalid size see mirrored padding in both; everything agrees
     np.testing.assert_allclose(tiled, whole, atol=1e-4 * span, rtol=0)
+
+
+class _Reach4(nn.Module):
+    """A 9 x 9 convolution: it reaches 4 voxels, and its package declares no halo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 9, padding=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_a_halo_too_small_is_measured_once_and_override_removes_the_seams(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    x = np.random.default_rng(8).normal(size=(1, 1, 64, 64)).astype(np.float32)
+    package = single_io_package(tmp_path, _Reach4(), x, size=(32, 8), name="no-halo")
+    image = np.random.default_rng(9).normal(size=(200, 200)).astype(np.float32)
+    whole = _predict(package, image, tmp_path, "w", "--whole")
+    capsys.readouterr()
+    tiled = _predict(package, image, tmp_path, "t", "--tile", "96,96")
+    out = capsys.readouterr().out
+    assert out.count("warning:") == 1 and "beyond the halo of 0" in out and "a halo of 4 along" in out
+    assert np.abs(tiled - whole).max() > 1e-3 * np.ptp(whole)  # the seams the warning is about
+    fixed = _predict(package, image, tmp_path, "h", "--tile", "96,96", "--halo", "4,4")
+    assert "warning:" not in capsys.readouterr().out
+    np.testing.assert_allclose(fixed, whole, atol=1e-4 * np.ptp(whole), rtol=0)
