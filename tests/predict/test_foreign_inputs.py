@@ -12,6 +12,8 @@ from torch import nn
 
 from gvtnet_zoo.cli import main
 
+from .zoo_builders import single_io_package
+
 MISSING = "careamics_is_not_installed_here"
 
 
@@ -26,7 +28,6 @@ class _TwoChannels(nn.Module):
 
 def _package(tmp: Path, state_dict_code: str | None = None) -> tuple[Path, np.ndarray, np.ndarray]:
     """A 2-channel 2D package as other tools write it: TorchScript weights, or a state dict with ``state_dict_code``."""
-    from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as bio
 
     torch.manual_seed(0)
@@ -34,13 +35,8 @@ def _package(tmp: Path, state_dict_code: str | None = None) -> tuple[Path, np.nd
     x = np.random.default_rng(1).normal(size=(1, 2, 96, 96)).astype(np.float32)
     with torch.no_grad():
         y = net(torch.from_numpy(x)).numpy()
-    np.save(tmp / "in.npy", x)
-    np.save(tmp / "out.npy", y)
-    if state_dict_code is None:
-        torch.jit.script(net).save(str(tmp / "w.pt"))
-        weights = bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=tmp / "w.pt",
-                                                                             pytorch_version=bio.Version("2.0")))
-    else:
+    weights = None
+    if state_dict_code is not None:
         torch.save(net.state_dict(), tmp / "w.pt")
         (tmp / "net.py").write_text(state_dict_code)
         (tmp / "environment.yaml").write_text(f"name: other\ndependencies:\n  - pip:\n    - {MISSING}\n")
@@ -48,24 +44,8 @@ def _package(tmp: Path, state_dict_code: str | None = None) -> tuple[Path, np.nd
             source=tmp / "w.pt", pytorch_version=bio.Version("2.0"),
             architecture=bio.ArchitectureFromFileDescr(source=tmp / "net.py", callable=bio.Identifier("Net")),
             dependencies=bio.FileDescr(source=tmp / "environment.yaml")))
-    (tmp / "README.md").write_text("# other\n")
-    descr = bio.ModelDescr(
-        name="two channels", description="not made by gvtnet-zoo", authors=[bio.Author(name="Someone Else")],
-        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
-        documentation=bio.FileDescr(source=tmp / "README.md"),
-        inputs=[bio.InputTensorDescr(
-            id=bio.TensorId("raw"), test_tensor=bio.FileDescr(source=tmp / "in.npy"),
-            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("c0"), bio.Identifier("c1")]),
-                  bio.SpaceInputAxis(id=bio.AxisId("y"), size=bio.ParameterizedSize(min=16, step=8)),
-                  bio.SpaceInputAxis(id=bio.AxisId("x"), size=bio.ParameterizedSize(min=16, step=8))])],
-        outputs=[bio.OutputTensorDescr(
-            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=tmp / "out.npy"),
-            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]),
-                  *[bio.SpaceOutputAxis(id=bio.AxisId(a), size=bio.SizeReference(
-                      tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))) for a in "yx"]])],
-        weights=weights,
-    )
-    return Path(save_bioimageio_package(descr, output_path=tmp / "other.zip")), x, y
+    package = single_io_package(tmp, net, x, size=(16, 8), weights=weights, channels=2, name="two channels")
+    return package, x, y
 
 
 def test_a_plain_tiff_whose_leading_axis_matches_the_channels_is_read_as_channels(
