@@ -140,7 +140,7 @@ def _check_halo(descr: Any, input_id: Any, space: list[Any], before: tuple, afte
         wider = math.ceil((needed - ref.offset / 2) / ratio)
         fix = f"a halo of {wider} along {axis.id} would remove it (--halo; it also needs tiles large enough)"
     else:
-        fix = (f"the overlap is too narrow to find the halo that removes it: try a larger --halo with larger tiles; "
+        fix = ("the overlap is too narrow to find the halo that removes it: try a larger --halo with larger tiles; "
                "a network that sees its whole tile (a GVTNet) needs --whole, or --global-context for gvtnet-zoo's")
     warn(f"warning: {name}: neighbouring tiles differ by up to {deviation:.2g} of the output's range where they "
          f"overlap along {axis.id}, beyond the halo of {declared}; {fix}")
