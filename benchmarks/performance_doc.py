@@ -35,6 +35,10 @@ def render(results: Path = RESULTS) -> str:
              "Written by `python benchmarks/performance_doc.py` from `benchmarks/results/`; do not edit by hand. "
              "Ratios come from rows measured side by side in one run; absolute times mean something only from a GPU.",
              "", *[("#" + line) if line.startswith("#") else line for line in main.read_text().rstrip("\n").splitlines()], "",
+             "How the modes differ (`gvtnet_zoo/predict/global_context.py`): \"tiled\" runs every tile through the whole "
+             "network, each GVTO attending to its own tile; \"global\" first runs, per GVTO, the tiles up to that GVTO "
+             "and sums their keys and values, then runs every tile with each GVTO computing only its queries (its keys "
+             "and values are in the summed context), so its final pass allocates less per tile than a plain tile does.", "",
              "## Other measurements", "",
              "Each file gives the command, machine and date of its measurement:", ""]
     lines += [f"- `benchmarks/results/{p.name}`: {_title(p)}" for p in others]
