@@ -186,3 +186,37 @@ def test_a_halo_too_small_is_measured_once_and_override_removes_the_seams(tmp_pa
     fixed = _predict(package, image, tmp_path, "h", "--tile", "96,96", "--halo", "4,4")
     assert "warning:" not in capsys.readouterr().out
     np.testing.assert_allclose(fixed, whole, atol=1e-4 * np.ptp(whole), rtol=0)
+
+
+def test_fixed_size_without_a_halo_agrees_with_its_blocks_away_from_seams_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No halo declared: tiles of the fixed 64 blend over 8 voxels. Away from the seams the result is each
+    aligned 64 x 64 block predicted alone (to 1e-5); near them the halo check names the halo that is missing."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(10).normal(size=(1, 1, 64, 64)).astype(np.float32)
+    package = single_io_package(tmp_path, _Conv(), x, size=64, name="no-halo-fixed")
+    image = np.random.default_rng(11).normal(size=(120, 120)).astype(np.float32)
+    capsys.readouterr()
+    produced = _predict(package, image, tmp_path, "img")[0]
+    assert "a halo of 2 along" in capsys.readouterr().out  # the 5 x 5 convolution reaches 2 voxels
+    starts = [0, 56]  # tiles of 64 every 56 (64 - the 8-voxel blend), the last flush with the end
+    for y0 in starts:
+        for x0 in starts:
+            block = _reference(image[y0:y0 + 64, x0:x0 + 64])[0]
+            inner_y = slice(max(y0, 2) if y0 == 0 else y0 + 8 + 2, y0 + 64 - (0 if y0 + 64 == 120 else 8 + 2))
+            inner_x = slice(max(x0, 2) if x0 == 0 else x0 + 8 + 2, x0 + 64 - (0 if x0 + 64 == 120 else 8 + 2))
+            local = (slice(inner_y.start - y0, inner_y.stop - y0), slice(inner_x.start - x0, inner_x.stop - x0))
+            np.testing.assert_allclose(produced[inner_y, inner_x], block[local], atol=1e-5, rtol=0)
+
+
+def test_fixed_size_3d_inputs_are_tiled_in_z_y_and_x(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Conv3d(1, 1, 3, padding=1)
+    x = np.random.default_rng(12).normal(size=(1, 1, 32, 32, 32)).astype(np.float32)
+    package = single_io_package(tmp_path, net, x, size=32, halo=4, name="fixed-3d", space="zyx")
+    image = np.random.default_rng(13).normal(size=(40, 70, 50)).astype(np.float32)
+    produced = _predict(package, image, tmp_path, "vol")
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(image[None, None])).numpy()[0]
+    assert produced.shape == (1, 40, 70, 50)
+    np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)

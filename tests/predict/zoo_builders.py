@@ -19,9 +19,10 @@ def torchscript_weights(net: torch.nn.Module, folder: Path) -> object:
 
 def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size: int | tuple[int, int],
                       weights: Optional[object] = None, output_scale: float = 1.0, offset: int = 0, halo: int = 0,
-                      channels: int = 1, name: str = "other") -> Path:
-    """A 2D package: input (B, channels, Y, X) of fixed ``size`` or (min, step); output (B, 1, Y', X') sized by
-    reference to the input (x input scale / ``output_scale`` + ``offset``), with ``halo``; test tensors from ``net``."""
+                      channels: int = 1, name: str = "other", space: str = "yx") -> Path:
+    """A package: input (B, channels, *space) of fixed ``size`` or (min, step) on every space axis; output
+    (B, 1, *space) sized by reference to the input (x input scale / ``output_scale`` + ``offset``), with ``halo``;
+    test tensors from ``net``."""
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as bio
 
@@ -31,9 +32,9 @@ def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size
     np.save(folder / "out.npy", y)
     (folder / "README.md").write_text("# other\n")
     space_size = size if isinstance(size, int) else bio.ParameterizedSize(min=size[0], step=size[1])
-    reference = {a: bio.SizeReference(tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a), offset=offset) for a in "yx"}
+    reference = {a: bio.SizeReference(tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a), offset=offset) for a in space}
     output_axes = [bio.SpaceOutputAxisWithHalo(id=bio.AxisId(a), halo=halo, size=reference[a], scale=output_scale)
-                   if halo else bio.SpaceOutputAxis(id=bio.AxisId(a), size=reference[a], scale=output_scale) for a in "yx"]
+                   if halo else bio.SpaceOutputAxis(id=bio.AxisId(a), size=reference[a], scale=output_scale) for a in space]
     descr = bio.ModelDescr(
         name=name, description="not made by gvtnet-zoo", authors=[bio.Author(name="Someone Else")],
         cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
@@ -41,7 +42,7 @@ def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size
         inputs=[bio.InputTensorDescr(
             id=bio.TensorId("raw"), test_tensor=bio.FileDescr(source=folder / "in.npy"),
             axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(f"c{i}") for i in range(channels)]),
-                  *[bio.SpaceInputAxis(id=bio.AxisId(a), size=space_size) for a in "yx"]])],
+                  *[bio.SpaceInputAxis(id=bio.AxisId(a), size=space_size) for a in space]])],
         outputs=[bio.OutputTensorDescr(
             id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=folder / "out.npy"),
             axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]), *output_axes])],
