@@ -23,7 +23,7 @@ from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
-from .tiling import default_tile, package_halo, predict_blended
+from .tiling import default_tile, package_halo, predict_blended, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
     from .global_context import ContextNetwork
@@ -164,9 +164,9 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
 
 def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str,
                    halo_override: dict[str, int], warn: Callable[[str], None]) -> Any:
-    """Single-input models: blended tiles (predict/tiling.py). Several inputs: bioimageio.core's blocks,
-    each padded by the output halo, halos cropped when stitching. ``tile`` None: DEFAULT_TILE, grown
-    where the halo needs it."""
+    """Blended tiles (predict/tiling.py), several inputs alike when they share one grid; otherwise
+    bioimageio.core's blocks, each padded by the output halo, halos cropped when stitching. ``tile`` None:
+    DEFAULT_TILE, grown where the halo needs it."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
@@ -174,7 +174,7 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
     original = _pad_to_valid(model, sample)
     halo = {**package_halo(model.descr), **halo_override}
     tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
-    if len(model.descr.inputs) == 1:
+    if same_grid(model.descr, sample):
         result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn)
         return _crop_outputs(model, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(

@@ -56,7 +56,8 @@ def _step(axis: Any) -> int:
 
 def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int],
                     progress_name: str, warn: Callable[[str], None] = print) -> Any:
-    """Predict a (valid-size) single-input ``sample`` in blended tiles; returns the postprocessed output sample.
+    """Predict a (valid-size) ``sample`` in blended tiles; returns the postprocessed output sample. Several
+    inputs must share one grid (``same_grid``): every tile cuts the same region from each.
 
     The first two tiles' overlap is checked (predict/halo_check.py); a halo too small for the network gets one
     ``warn`` line with the deviation and the halo that would remove it.
@@ -65,13 +66,12 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     from bioimageio.core.sample import Sample
     from bioimageio.spec.model import v0_5
 
-    tensor = descr.inputs[0]
+    tensor, input_ids = descr.inputs[0], {t.id for t in descr.inputs}
     pipeline.apply_preprocessing(sample)
-    member = sample.members[tensor.id]
-    sizes = dict(member.sizes)
+    sizes = dict(sample.members[tensor.id].sizes)
     # only axes the outputs keep are tiled: a 3D-to-2D projection needs its whole stack in every tile
     kept = {ref.axis_id for output in descr.outputs for axis in output.axes
-            if isinstance(ref := getattr(axis, "size", None), v0_5.SizeReference) and ref.tensor_id == tensor.id}
+            if isinstance(ref := getattr(axis, "size", None), v0_5.SizeReference) and ref.tensor_id in input_ids}
     space = [a for a in tensor.axes if a.type == "space" and isinstance(a.size, (v0_5.ParameterizedSize, int))
              and a.id in kept]
     windows: dict[Any, list[_Window]] = {}
@@ -95,15 +95,15 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     for index, combo in enumerate(tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False,
                                        disable=len(combos) < 2)):
         region = {a.id: slice(w.start, w.start + w.length) for a, w in zip(space, combo)}
-        tile_sample = Sample(members={tensor.id: member[region]}, stat=sample.stat, id=sample.id)
+        tile_sample = Sample(members={i: sample.members[i][region] for i in input_ids}, stat=sample.stat, id=sample.id)
         out = pipeline.predict_sample_without_blocking(tile_sample, skip_preprocessing=True, skip_postprocessing=True,
                                                        skip_input_padding=True, skip_output_cropping=True)
         if index == 0:
             first = out
         elif index == 1:
-            _check_halo(descr, tensor.id, space, combos[0], combo, first, out, sizes, progress_name, warn)
+            _check_halo(descr, input_ids, space, combos[0], combo, first, out, sizes, progress_name, warn)
         for output in descr.outputs:
-            _accumulate(output, out.members[output.id], tensor.id, {a.id: c for a, c in zip(space, combo)},
+            _accumulate(output, out.members[output.id], input_ids, {a.id: c for a, c in zip(space, combo)},
                         sums, weights, sizes)
     members = {}
     for output in descr.outputs:
@@ -114,7 +114,7 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     return result
 
 
-def _check_halo(descr: Any, input_id: Any, space: list[Any], before: tuple, after: tuple, first: Any, second: Any,
+def _check_halo(descr: Any, input_ids: set[Any], space: list[Any], before: tuple, after: tuple, first: Any, second: Any,
                 sizes: dict[Any, int], name: str, warn: Callable[[str], None]) -> None:
     """Compare the first output of two neighbouring tiles in their overlap; warn once if the halo is too small."""
     from bioimageio.spec.model import v0_5
@@ -123,7 +123,7 @@ def _check_halo(descr: Any, input_id: Any, space: list[Any], before: tuple, afte
     axis, output = space[axis_index], descr.outputs[0]
     for position, out_axis in enumerate(output.axes):
         ref = getattr(out_axis, "size", None)
-        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == input_id and ref.axis_id == axis.id:
+        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in input_ids and ref.axis_id == axis.id:
             break
     else:
         return
@@ -172,7 +172,7 @@ class _Window:
         return slice(int(start), int(start) + produced), weight, round(input_size * ratio) + offset
 
 
-def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any, _Window],
+def _accumulate(output: Any, predicted: Any, input_ids: set[Any], placement: dict[Any, _Window],
                 sums: dict[Any, np.ndarray], weights: dict[Any, np.ndarray], input_sizes: dict[Any, int]) -> None:
     """Add one tile's weighted output into the running sums (output axes referencing the tiled input axes)."""
     from bioimageio.spec.model import v0_5
@@ -183,7 +183,7 @@ def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any,
     full_shape = list(data.shape)
     for position, axis in enumerate(output.axes):
         ref = getattr(axis, "size", None)
-        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id == input_id and ref.axis_id in placement:
+        if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in input_ids and ref.axis_id in placement:
             where, w, full_shape[position] = placement[ref.axis_id].in_output(
                 axis, ref.offset, data.shape[position], input_sizes[ref.axis_id])
             index.append(where)
@@ -197,6 +197,14 @@ def _accumulate(output: Any, predicted: Any, input_id: Any, placement: dict[Any,
         weights[output.id] = np.zeros(full_shape, np.float32)
     sums[output.id][tuple(index)] += data * weight
     weights[output.id][tuple(index)] += np.broadcast_to(weight, data.shape)
+
+
+def same_grid(descr: Any, sample: Any) -> bool:
+    """Whether every input has the first input's space axes at the same sizes (one region cuts all)."""
+    first = descr.inputs[0]
+    axes = {a.id: sample.members[first.id].sizes[a.id] for a in first.axes if a.type == "space"}
+    return all({a.id: sample.members[t.id].sizes[a.id] for a in t.axes if a.type == "space"} == axes
+               for t in descr.inputs[1:])
 
 
 def output_halo(descr: Any) -> dict[str, int]:

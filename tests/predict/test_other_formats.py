@@ -220,3 +220,89 @@ def test_fixed_size_3d_inputs_are_tiled_in_z_y_and_x(tmp_path: Path) -> None:
         expected = net.eval()(torch.from_numpy(image[None, None])).numpy()[0]
     assert produced.shape == (1, 40, 70, 50)
     np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)
+
+
+class _TwoInTwoOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 5, padding=2)
+        self.b = nn.Conv2d(1, 1, 5, padding=2)
+
+    def forward(self, raw: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a(raw) * mask, self.b(raw + mask)
+
+
+def _two_in_two_out_package(tmp: Path, halo: int) -> tuple[Path, _TwoInTwoOut]:
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5 as bio
+
+    torch.manual_seed(0)
+    net = _TwoInTwoOut().eval()
+    rng = np.random.default_rng(14)
+    inputs = {"raw": rng.normal(size=(1, 1, 64, 64)).astype(np.float32),
+              "mask": (rng.random((1, 1, 64, 64)) > 0.5).astype(np.float32)}
+    with torch.no_grad():
+        outputs = dict(zip(("first", "second"), net(*(torch.from_numpy(v) for v in inputs.values()))))
+    for name, array in [*inputs.items(), *((n, t.numpy()) for n, t in outputs.items())]:
+        np.save(tmp / f"{name}.npy", array)
+    torch.jit.script(net).save(str(tmp / "w.pt"))
+    (tmp / "README.md").write_text("# two in, two out\n")
+
+    def channel(name: str) -> list:
+        return [bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(name)])]
+
+    def space(a: str) -> object:
+        size = bio.SizeReference(tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))
+        return bio.SpaceOutputAxisWithHalo(id=bio.AxisId(a), halo=halo, size=size) if halo else \
+            bio.SpaceOutputAxis(id=bio.AxisId(a), size=size)
+
+    descr = bio.ModelDescr(
+        name="two in two out", description="two inputs, two outputs", authors=[bio.Author(name="Someone Else")],
+        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
+        documentation=bio.FileDescr(source=tmp / "README.md"),
+        inputs=[bio.InputTensorDescr(id=bio.TensorId(n), test_tensor=bio.FileDescr(source=tmp / f"{n}.npy"),
+                                     axes=channel(n) + [bio.SpaceInputAxis(id=bio.AxisId(a), size=bio.ParameterizedSize(
+                                         min=32, step=8)) for a in "yx"]) for n in inputs],
+        outputs=[bio.OutputTensorDescr(id=bio.TensorId(n), test_tensor=bio.FileDescr(source=tmp / f"{n}.npy"),
+                                       axes=channel(n) + [space(a) for a in "yx"]) for n in outputs],
+        weights=bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=tmp / "w.pt",
+                                                                           pytorch_version=bio.Version("2.0"))),
+    )
+    return Path(save_bioimageio_package(descr, output_path=tmp / "two.zip")), net
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (128, 128), (101, 93)])
+def test_two_inputs_and_two_outputs_are_tiled_like_one(tmp_path: Path, shape: tuple[int, int],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    package, net = _two_in_two_out_package(tmp_path, halo=4)
+    rng = np.random.default_rng(15)
+    raw, mask = rng.normal(size=shape).astype(np.float32), (rng.random(shape) > 0.5).astype(np.float32)
+    for folder, array in (("raw", raw), ("mask", mask)):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "cell.tif", array)
+    results = {}
+    for mode, flags in (("whole", ["--whole"]), ("tiles", ["--tile", "48,48"])):
+        assert main(["predict", str(package), "--input", f"raw={tmp_path / 'raw'}", "--input", f"mask={tmp_path / 'mask'}",
+                     "--out", str(tmp_path / mode), *flags]) == 0
+        results[mode] = [tifffile.imread(tmp_path / mode / o / "cell.tif") for o in ("first", "second")]
+    assert "warning:" not in capsys.readouterr().out
+    for whole, tiled in zip(results["whole"], results["tiles"]):
+        assert whole.shape == tiled.shape == (1, *shape)
+        np.testing.assert_allclose(tiled, whole, atol=1e-4 * np.ptp(whole), rtol=0)
+    if shape == (128, 128):  # the network applied to the whole image in PyTorch: the same
+        with torch.no_grad():
+            first, _ = net(torch.from_numpy(raw[None, None]), torch.from_numpy(mask[None, None]))
+        np.testing.assert_allclose(results["tiles"][0], first.numpy()[0], atol=1e-5, rtol=0)
+
+
+def test_a_two_input_model_without_a_halo_is_warned_about(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    package, _ = _two_in_two_out_package(tmp_path, halo=0)
+    rng = np.random.default_rng(16)
+    for folder in ("raw", "mask"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "cell.tif", rng.normal(size=(128, 128)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["predict", str(package), "--input", f"raw={tmp_path / 'raw'}", "--input", f"mask={tmp_path / 'mask'}",
+                 "--out", str(tmp_path / "t"), "--tile", "64,64"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning:") == 1 and "beyond the halo of 0" in out and "a halo of 2 along" in out
