@@ -7,7 +7,6 @@ image's result in tiles, predict/global_context.py), or auto (whole when the ima
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
+from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tiling import default_tile, package_halo, predict_blended, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
@@ -84,68 +84,19 @@ def _axis_ids(tensor: Any) -> list[Any]:
     return list(tensor.axes) if isinstance(tensor.axes, str) else [a.id for a in tensor.axes]
 
 
-def _valid_size(axis: Any, size: int) -> int:
-    """The smallest valid size >= ``size`` for a 0.5 input axis; a fixed size is the least (tiles cover more)."""
-    from bioimageio.spec.model import v0_5
-
-    if isinstance(axis.size, v0_5.ParameterizedSize):
-        return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
-    if isinstance(axis.size, int):
-        return max(axis.size, size)
-    return size
-
-
-def exceeds_fixed_size(model: ZooModel, sample: Any) -> Optional[str]:
-    """'axis (size > fixed)' for the first input axis of fixed size that the sample is larger than, else None."""
-    for tensor in model.descr.inputs:
-        sizes = sample.members[tensor.id].sizes
-        for axis in tensor.axes:
-            if axis.type == "space" and isinstance(axis.size, int) and sizes[axis.id] > axis.size:
-                return f"{axis.id} ({sizes[axis.id]} > {axis.size})"
-    return None
-
-
-def _pad_to_valid(model: ZooModel, sample: Any) -> dict[Any, dict[Any, int]]:
-    """Pad every input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
-    original = {}
-    for tensor in model.descr.inputs:
-        member = sample.members[tensor.id]
-        original[tensor.id] = dict(member.sizes)
-        targets = {a.id: _valid_size(a, original[tensor.id][a.id]) for a in tensor.axes if a.type == "space"}
-        sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
-    return original
-
-
-def _crop_outputs(model: ZooModel, result: Any, original: dict[Any, dict[Any, int]]) -> Any:
-    """Cut the outputs back to what the unpadded inputs give (outputs sized by reference to an input)."""
-    from bioimageio.spec.model import v0_5
-
-    inputs = {t.id: t for t in model.descr.inputs}
-    for out in model.descr.outputs:
-        crop = {}
-        for axis in out.axes:
-            ref = getattr(axis, "size", None)
-            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in inputs:
-                ref_axis = next(a for a in inputs[ref.tensor_id].axes if a.id == ref.axis_id)
-                size = original[ref.tensor_id][ref.axis_id]
-                crop[axis.id] = slice(0, math.floor(size * ref_axis.scale / axis.scale) + ref.offset)
-        result.members[out.id] = result.members[out.id][crop]
-    return result
-
-
 def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
     """The image at once, as test_model runs a model: no halo padding, valid size by mirroring, cropped back."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):  # format 0.4: sizes are the caller's business
         return pipeline.predict_sample_without_blocking(sample)
-    larger = exceeds_fixed_size(model, sample)
+    larger = exceeds_fixed_size(model.descr, sample)
     if larger:
         raise UserError(f"the image is larger than the model's fixed size along {larger}; predict it without --whole "
                         "(in tiles of the fixed size)")
-    original = _pad_to_valid(model, sample)
+    original = pad_to_valid(model.descr, sample)
     result = pipeline.predict_sample_without_blocking(sample, skip_input_padding=True, skip_output_cropping=True)
-    return _crop_outputs(model, result, original)
+    return crop_outputs(model.descr, result, original)
 
 
 def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[Any, Any], int]:
@@ -171,18 +122,18 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
-    original = _pad_to_valid(model, sample)
+    original = pad_to_valid(model.descr, sample)
     halo = {**package_halo(model.descr), **halo_override}
     tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
     if same_grid(model.descr, sample):
         result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn)
-        return _crop_outputs(model, result, original)
+        return crop_outputs(model.descr, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
     last = None
     for last in tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False):
         pass
-    return _crop_outputs(model, last.sample, original)
+    return crop_outputs(model.descr, last.sample, original)
 
 
 @contextmanager
@@ -201,14 +152,14 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     from bioimageio.core.sample import Sample
 
     tensor, output = model.descr.inputs[0], model.descr.outputs[0]
-    original = _pad_to_valid(model, sample)
+    original = pad_to_valid(model.descr, sample)
     pipeline.apply_preprocessing(sample)
     image = sample.members[tensor.id].transpose(_axis_ids(tensor)).data.to_numpy().astype(np.float32)
     predicted = network.predict(image, tile, name)
     result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=_axis_ids(output))}, stat=sample.stat,
                     id=sample.id)
     pipeline.apply_postprocessing(result)
-    return _crop_outputs(model, result, original)
+    return crop_outputs(model.descr, result, original)
 
 
 def _missing_module(err: BaseException) -> Optional[str]:
@@ -380,7 +331,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
             sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
             if network is not None:
                 result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
-            elif mode == "tile" or (mode == "auto" and (space > whole_limit or exceeds_fixed_size(model, sample))):
+            elif mode == "tile" or (mode == "auto" and (space > whole_limit or exceeds_fixed_size(model.descr, sample))):
                 result = _predict_tiled(pipeline, model, sample, tile_sizes, name, halo_sizes, warn_once)
             else:
                 result = _predict_whole(pipeline, model, sample)

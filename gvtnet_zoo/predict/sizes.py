@@ -1,0 +1,59 @@
+"""Image sizes against a model's: padding up to a valid size (mirroring the far side) and cropping outputs back.
+
+Parameterized axes take ``min + n * step``; a fixed-size axis takes its size, and larger images are tiled at it.
+Outputs sized by reference to an input are cropped back to what the unpadded input gives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+
+def valid_size(axis: Any, size: int) -> int:
+    """The smallest valid size >= ``size`` for a 0.5 input axis; a fixed size is the least (tiles cover more)."""
+    from bioimageio.spec.model import v0_5
+
+    if isinstance(axis.size, v0_5.ParameterizedSize):
+        return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
+    if isinstance(axis.size, int):
+        return max(axis.size, size)
+    return size
+
+
+def exceeds_fixed_size(descr: Any, sample: Any) -> Optional[str]:
+    """'axis (size > fixed)' for the first input axis of fixed size that the sample is larger than, else None."""
+    for tensor in descr.inputs:
+        sizes = sample.members[tensor.id].sizes
+        for axis in tensor.axes:
+            if axis.type == "space" and isinstance(axis.size, int) and sizes[axis.id] > axis.size:
+                return f"{axis.id} ({sizes[axis.id]} > {axis.size})"
+    return None
+
+
+def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
+    """Pad every input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
+    original = {}
+    for tensor in descr.inputs:
+        member = sample.members[tensor.id]
+        original[tensor.id] = dict(member.sizes)
+        targets = {a.id: valid_size(a, original[tensor.id][a.id]) for a in tensor.axes if a.type == "space"}
+        sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
+    return original
+
+
+def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -> Any:
+    """Cut the outputs back to what the unpadded inputs give (outputs sized by reference to an input)."""
+    from bioimageio.spec.model import v0_5
+
+    inputs = {t.id: t for t in descr.inputs}
+    for out in descr.outputs:
+        crop = {}
+        for axis in out.axes:
+            ref = getattr(axis, "size", None)
+            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in inputs:
+                ref_axis = next(a for a in inputs[ref.tensor_id].axes if a.id == ref.axis_id)
+                size = original[ref.tensor_id][ref.axis_id]
+                crop[axis.id] = slice(0, math.floor(size * ref_axis.scale / axis.scale) + ref.offset)
+        result.members[out.id] = result.members[out.id][crop]
+    return result
