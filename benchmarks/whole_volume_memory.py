@@ -4,23 +4,26 @@
     python benchmarks/whole_volume_memory.py --device cuda --repeats 5
     python benchmarks/whole_volume_memory.py --spec gvtnet-label-free --shape 32,512,512
 
-Prints one markdown table row per run (append them with --out FILE). CPU peak memory is the growth
-of this process's maximum resident set during the forward passes; CUDA peak memory is
-torch.cuda.max_memory_allocated. Random weights: speed and memory do not depend on them.
+Prints one markdown table row per run (append them with --out FILE). CPU peak memory is this fresh
+process's high-water mark of resident memory (VmHWM, PyTorch and the model included, as
+benchmarks/inference_modes.py measures it); CUDA peak memory is torch.cuda.max_memory_allocated. Random weights: speed and memory do not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import resource
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from gvtnet_zoo import build_model, load_spec
-from gvtnet_zoo.nn import GlobalAttention
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_modes import process_memory  # noqa: E402
+
+from gvtnet_zoo import build_model, load_spec  # noqa: E402
+from gvtnet_zoo.nn import GlobalAttention  # noqa: E402
 
 GiB = 1024**3
 
@@ -60,7 +63,6 @@ def main() -> None:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dense = largest_dense_attention_bytes(model, x)  # also the warm-up pass
     times = []
     with torch.no_grad():
@@ -74,8 +76,7 @@ def main() -> None:
         peak, what = torch.cuda.max_memory_allocated(), "CUDA max allocated"
         hardware = torch.cuda.get_device_name(device)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-        what = "CPU max RSS growth"
+        peak, what = process_memory("VmHWM"), "VmHWM of the process"
         hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     assert y.shape[2:] == x.shape[2:]
     row = (f"| {spec.name} | {'x'.join(map(str, x.shape))} | {hardware} | {min(times):.2f} s "

@@ -1,4 +1,5 @@
-"""Writing files so that nothing is ever half-written: a temp name in the same folder, then rename."""
+"""Writing files so that nothing is ever half-written (a temp name in the same folder, then rename) nor
+replaced unasked."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
+
+from .errors import UserError
+
+
+def refuse_to_replace(paths: Sequence[str | Path], overwrite: bool) -> None:
+    """UserError for an output path that is a folder, or for existing outputs without ``overwrite``."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give a file name for the output")
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite to replace "
+                        "them, or choose another output")
 
 
 @contextlib.contextmanager

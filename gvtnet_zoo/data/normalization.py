@@ -28,13 +28,16 @@ def normalize(image: np.ndarray, method: str, percentiles: tuple[float, float]) 
     raise ValueError(f"unknown normalization {method!r}")
 
 
+def _whole_image_method(data: DataConfig) -> str:
+    """How a whole raw image is normalized: CSBDeep patches' packages take percentiles of the whole image."""
+    return "percentile" if data.normalization == "as_stored" else data.normalization
+
+
 def normalize_input(image: np.ndarray, data: DataConfig) -> np.ndarray:
     """A whole raw image as the network sees it: what the package's preprocessing does."""
-    method = "percentile" if data.normalization == "as_stored" else data.normalization
-    return normalize(image, method, data.input_percentiles)
+    return normalize(image, _whole_image_method(data), data.input_percentiles)
 
 
 def normalize_target(image: np.ndarray, data: DataConfig) -> np.ndarray:
     """A whole raw training target; predictions come out on this scale."""
-    method = "percentile" if data.normalization == "as_stored" else data.normalization
-    return normalize(image, method, data.target_percentiles)
+    return normalize(image, _whole_image_method(data), data.target_percentiles)

@@ -101,11 +101,19 @@ METRICS = {"pearson_r": pearson_r, "nrmse": nrmse, "psnr": psnr, "ssim": ssim}
 HIGHER_IS_BETTER = {"pearson_r": True, "nrmse": False, "psnr": True, "ssim": True}
 
 
+class NonFinite(ValueError):
+    """An array with NaN or Inf; ``role`` says which ('prediction' or 'ground truth')."""
+
+    def __init__(self, role: str, bad: int, size: int) -> None:
+        super().__init__(f"the {role} has {bad:,} NaN or Inf value(s) of {size:,}")
+        self.role = role
+
+
 def check_finite(array: np.ndarray, role: str) -> None:
-    """ValueError naming ``role`` when ``array`` holds NaN or Inf."""
+    """NonFinite naming ``role`` when ``array`` holds NaN or Inf."""
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     if bad:
-        raise ValueError(f"the {role} has {bad:,} NaN or Inf value(s) of {np.size(array):,}")
+        raise NonFinite(role, bad, int(np.size(array)))
 
 
 def scores(x: np.ndarray, g: np.ndarray) -> dict[str, float]:

@@ -9,11 +9,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, refuse_to_replace
 from ..data.io import image_stem, is_image_file, read_image
 from ..errors import UserError
 from ..figures import pyplot, save_figure
-from .metrics import HIGHER_IS_BETTER, METRICS, check_finite, scores, ssim_window
+from .metrics import HIGHER_IS_BETTER, METRICS, NonFinite, scores, ssim_window
 
 
 def _images(folder: Path, role: str) -> dict[str, Path]:
@@ -43,15 +43,13 @@ def score_images(pred: Path, truth: Path) -> tuple[dict[str, dict[str, float]], 
         if x.shape != g.shape:
             raise UserError(f"{predictions[name].name} is {x.shape} but its ground truth {targets[name].name} is "
                             f"{g.shape}; evaluate predictions of the same size")
-        for path, array, role, fix in ((predictions[name], x, "prediction", "check the model and its input"),
-                                       (targets[name], g, "ground truth", "fix the image or leave it out")):
-            try:
-                check_finite(array, role)
-            except ValueError as err:
-                raise UserError(f"{path}: {err}; {fix}") from None
         try:
             windows[name] = ssim_window(g.shape)
             results[name] = scores(x, g)
+        except NonFinite as err:
+            path, fix = ((predictions[name], "check the model and its input") if err.role == "prediction"
+                         else (targets[name], "fix the image or leave it out"))
+            raise UserError(f"{path}: {err}; {fix}") from None
         except ValueError as err:
             raise UserError(f"{targets[name]}: {err}; leave it out of the evaluation") from None
     return results, windows
@@ -121,16 +119,6 @@ def default_output(pred: str | Path) -> Path:
     return folder.parent / f"{folder.name}-metrics.csv"
 
 
-def _check_outputs(paths: list[Path], overwrite: bool) -> None:
-    for path in paths:
-        if path.is_dir():
-            raise UserError(f"{path} is a folder; give a file name for the output")
-        if path.exists() and not overwrite:
-            raise UserError(f"{path} exists already; add --overwrite to replace it, or choose another name")
-        if not path.parent.is_dir():
-            raise UserError(f"the folder {path.parent} for {path.name} does not exist; create it first")
-
-
 def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = None, baseline: Optional[str | Path] = None,
              plot: Optional[str | Path] = None, overwrite: bool = False,
              echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
@@ -141,7 +129,11 @@ def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = No
     if plot and not baseline:
         raise UserError("--plot draws model against baseline; give --baseline too")
     out = Path(out) if out is not None else default_output(pred)
-    _check_outputs([out] + ([Path(plot)] if plot else []), overwrite)
+    outputs = [out] + ([Path(plot)] if plot else [])
+    refuse_to_replace(outputs, overwrite)
+    for path in outputs:
+        if not path.parent.is_dir():
+            raise UserError(f"the folder {path.parent} for {path.name} does not exist; create it first")
     results, windows = score_images(Path(pred), Path(truth))
     base = score_folder(Path(baseline), Path(truth)) if baseline else None
     write_csv(out, results, base, windows)

@@ -20,18 +20,19 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..atomic import refuse_to_replace
 from ..config import Spec
 from ..data.io import read_image, write_tiff
 from ..data.normalization import normalize_input
 from ..errors import PackageFailed, UserError
 from ..models import build_model, count_parameters
+from ..models.halo import tiling_halo
 from ..spec_loading import load_spec
 from ..train.checkpoint import load_checkpoint
 from ..train.run_dir import RunDir
 from .architecture import network_kwargs, write_architecture
 from .compat import plain_file_references
 from .cover import write_cover
-from ..models.halo import tiling_halo
 from .model_card import TASKS, citations, render_model_card, task_of, validation_table
 from .rdf import PackageFiles, build_description
 from .weights import export_onnx, script_model
@@ -183,11 +184,7 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         raise UserError(f"--out {out} must end in .zip")
     if not out.parent.is_dir():
         raise UserError(f"the folder {out.parent} for --out does not exist; create it first")
-    for existing in (out, _failed_path(out)):
-        if existing.is_dir():
-            raise UserError(f"--out {existing} is a folder; give the name of a .zip file")
-        if existing.exists() and not overwrite:
-            raise UserError(f"{existing} exists already; add --overwrite to replace it, or choose another --out")
+    refuse_to_replace([out, _failed_path(out)], overwrite)
     formats = list(weight_formats or run_formats(run))
     unknown = sorted(set(formats) - set(WEIGHT_FORMATS))
     if unknown or not formats:

@@ -19,7 +19,7 @@ def channels_last_format(ndim: int) -> torch.memory_format:
 def _breaks_onednn(layer: nn.Module) -> bool:
     """A strided 1x1 2D convolution with fewer than 8 input channels: oneDNN's AVX2 kernel for its weight gradient
     in channels-last memory crashes or never returns (PyTorch 2.13 on an AMD EPYC with AVX2 and no AVX-512; a
-    4 -> 8 channel layer on 16x16 crashed in 6 of 6 single-threaded runs). Only tiny networks have such layers."""
+    4 -> 8 channel layer on 16x16 crashed in 3 of 3 single-threaded runs). Only tiny networks have such layers."""
     return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride != (1, 1)
             and layer.in_channels < 8)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import refuse_to_replace
 from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, load_zoo_model
@@ -204,17 +205,16 @@ def free_memory_bytes(devices: Sequence[str]) -> int:
         return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
 
 
-def parse_tile(text: Optional[str], dims: int, flag: str = "--tile") -> Optional[dict[str, int]]:
-    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}; --halo takes zeros too."""
+def parse_tile(text: Optional[str], dims: int, flag: str = "--tile", minimum: int = 1) -> Optional[dict[str, int]]:
+    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}, each at least ``minimum``."""
     if text is None:
         return None
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise UserError(f"{flag} expects integers like 32,256,256, got {text!r}") from None
-    if len(values) not in (2, 3) or min(values) < (0 if flag == "--halo" else 1):
-        raise UserError(f"{flag} expects 2 (Y,X) or 3 (Z,Y,X) {'sizes' if flag == '--halo' else 'positive sizes'}, "
-                        f"got {text!r}")
+    if len(values) not in (2, 3) or min(values) < minimum:
+        raise UserError(f"{flag} expects 2 (Y,X) or 3 (Z,Y,X) sizes of at least {minimum}, got {text!r}")
     return dict(zip("zyx"[3 - len(values):], values))
 
 
@@ -290,10 +290,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     several = len(model.output_ids) > 1
     first_input = model.input_ids[0]
     planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
-    existing = [str(p) for paths in planned for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise UserError(f"{len(existing)} output(s) exist already (e.g. {existing[0]}); add --overwrite or "
-                        "choose another --out")
+    refuse_to_replace([p for paths in planned for p in paths], overwrite)
     network = None
     if mode == "global":
         from ..devices import choose_device
@@ -301,12 +298,12 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 
         network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
     tile_sizes = parse_tile(tile, 3)
-    halo_sizes = parse_tile(halo, 3, "--halo") or {}
-    warned: set[str] = set()
+    halo_sizes = parse_tile(halo, 3, "--halo", minimum=0) or {}
+    warned: list[str] = []
 
     def warn_once(line: str) -> None:  # the halo check: once per run, not once per file
         if not warned:
-            warned.add(line)
+            warned.append(line)
             echo(line)
 
     whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0

@@ -130,20 +130,19 @@ def _check_halo(descr: Any, input_ids: set[Any], space: list[Any], before: tuple
     data = [tile.members[output.id].data.to_numpy() for tile in (first, second)]
     places = [window.in_output(out_axis, ref.offset, d.shape[position], sizes[axis.id])[0]
               for window, d in zip((before[axis_index], after[axis_index]), data)]
-    ratio = before[axis_index].input_scale / out_axis.scale
-    halo_out = max(0, round(before[axis_index].halo * ratio + ref.offset / 2))
-    deviation, needed = overlap_deviation(data[0], data[1], places[0], places[1], position, halo_out)
+    window = before[axis_index]
+    deviation, needed = overlap_deviation(data[0], data[1], places[0], places[1], position,
+                                          window.output_halo(out_axis, ref.offset))
     if deviation <= TOLERANCE:
         return
-    declared = before[axis_index].halo
     if needed is not None:
-        wider = math.ceil((needed - ref.offset / 2) / ratio)
+        wider = math.ceil((needed - ref.offset / 2) / window.ratio(out_axis))
         fix = f"a halo of {wider} along {axis.id} would remove it (--halo; it also needs tiles large enough)"
     else:
         fix = ("the overlap is too narrow to find the halo that removes it: try a larger --halo with larger tiles; "
                "a network that sees its whole tile (a GVTNet) needs --whole, or --global-context for gvtnet-zoo's")
     warn(f"warning: {name}: neighbouring tiles differ by up to {deviation:.2g} of the output's range where they "
-         f"overlap along {axis.id}, beyond the halo of {declared}; {fix}")
+         f"overlap along {axis.id}, beyond the halo of {window.halo}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -158,17 +157,24 @@ class _Window:
     at_end: bool
     input_scale: float  # the input axis's voxel size
 
+    def ratio(self, axis: Any) -> float:
+        """Output voxels per input voxel along an output axis sized by reference to this input axis."""
+        return self.input_scale / axis.scale
+
+    def output_halo(self, axis: Any, offset: int) -> int:
+        """The halo in output voxels: an offset takes the same from (or adds it to) both ends of every tile."""
+        return max(0, round(self.halo * self.ratio(axis) + offset / 2))
+
     def in_output(self, axis: Any, offset: int, produced: int, input_size: int) -> tuple[slice, np.ndarray, int]:
         """(where the tile's output goes, its weights, the whole output's size) along an output axis sized by
         reference to this input axis: scaled by input scale / output scale, plus the reference's offset."""
-        ratio = self.input_scale / axis.scale
+        ratio = self.ratio(axis)
         start, length = self.start * ratio, self.length * ratio + offset
         if start != int(start) or produced != round(length):
             raise UserError(f"the model's output axis {axis.id} ({produced} voxels for a tile of {self.length}) does "
                             f"not follow its description (x{ratio:g}{offset:+d}); predict it --whole")
-        # an offset takes the same from (or adds the same to) both ends of every tile and of the whole image
-        halo = max(0, round(self.halo * ratio + offset / 2))
-        weight = ramp(produced, halo, max(1, round(self.blend * ratio)), self.at_start, self.at_end)
+        weight = ramp(produced, self.output_halo(axis, offset), max(1, round(self.blend * ratio)), self.at_start,
+                      self.at_end)
         return slice(int(start), int(start) + produced), weight, round(input_size * ratio) + offset
 
 

@@ -17,21 +17,12 @@ from .zoo_builders import single_io_package
 MISSING = "careamics_is_not_installed_here"
 
 
-class _TwoChannels(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2, 1, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
 def _package(tmp: Path, state_dict_code: str | None = None) -> tuple[Path, np.ndarray, np.ndarray]:
     """A 2-channel 2D package as other tools write it: TorchScript weights, or a state dict with ``state_dict_code``."""
     from bioimageio.spec.model import v0_5 as bio
 
     torch.manual_seed(0)
-    net = _TwoChannels().eval()
+    net = nn.Conv2d(2, 1, 3, padding=1).eval()
     x = np.random.default_rng(1).normal(size=(1, 2, 96, 96)).astype(np.float32)
     with torch.no_grad():
         y = net(torch.from_numpy(x)).numpy()

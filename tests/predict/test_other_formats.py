@@ -18,39 +18,29 @@ from .zoo_builders import single_io_package
 HALO = 8  # declared; the network's receptive-field radius is 2
 
 
-class _Conv(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 5, padding=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-def _network(tmp: Path) -> tuple[torch.jit.ScriptModule, np.ndarray, np.ndarray]:
+def _conv(kernel: int = 5) -> nn.Conv2d:
+    """The same seeded convolution each call; it reaches kernel // 2 voxels (zero padding at the borders)."""
     torch.manual_seed(0)
-    net = torch.jit.script(_Conv().eval())
-    net.save(str(tmp / "w.pt"))
-    x = np.random.default_rng(1).normal(size=(1, 1, 64, 64)).astype(np.float32)
-    with torch.no_grad():
-        y = net(torch.from_numpy(x)).numpy()
-    np.save(tmp / "in.npy", x)
-    np.save(tmp / "out.npy", y)
-    (tmp / "README.md").write_text("# other\n")
-    return net, x, y
+    return nn.Conv2d(1, 1, kernel, padding=kernel // 2).eval()
+
+
+def _test_input() -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(1, 1, 64, 64)).astype(np.float32)
 
 
 def _fixed_size_package(tmp: Path) -> Path:
     """Format 0.5 with fixed 64 x 64 inputs, as CAREamics exports its models, and a declared halo."""
-    _network(tmp)
-    torch.manual_seed(0)
-    x = np.random.default_rng(1).normal(size=(1, 1, 64, 64)).astype(np.float32)
-    return single_io_package(tmp, _Conv(), x, size=64, halo=HALO, name="fixed")
+    return single_io_package(tmp, _conv(), _test_input(), size=64, halo=HALO, name="fixed")
 
 
 def _format_04_package(tmp: Path) -> Path:
     """The same network described in format 0.4 (parameterized 32 + 8n inputs, a halo of 8), as a folder."""
-    _network(tmp)
+    net, x = _conv(), _test_input()
+    torch.jit.script(net).save(str(tmp / "w.pt"))
+    np.save(tmp / "in.npy", x)
+    with torch.no_grad():
+        np.save(tmp / "out.npy", net(torch.from_numpy(x)).numpy())
+    (tmp / "README.md").write_text("# other\n")
     rdf = {
         "format_version": "0.4.10", "type": "model", "name": "conv 0.4", "description": "format 0.4",
         "authors": [{"name": "Someone Else"}], "cite": [{"text": "none", "doi": "10.1038/s42256-020-00283-x"}],
@@ -69,10 +59,8 @@ def _format_04_package(tmp: Path) -> Path:
 
 def _reference(image: np.ndarray) -> np.ndarray:
     """The network applied to the whole image at once, in PyTorch (zero padding at the borders)."""
-    torch.manual_seed(0)
-    net = _Conv().eval()
     with torch.no_grad():
-        return net(torch.from_numpy(image[None, None].astype(np.float32))).numpy()[0]
+        return _conv()(torch.from_numpy(image[None, None].astype(np.float32))).numpy()[0]
 
 
 def _predict(model: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) -> np.ndarray:
@@ -160,22 +148,10 @@ def test_outputs_at_another_resolution_are_tiled_in_output_coordinates(tmp_path:
     np.testing.assert_allclose(tiled, whole, atol=1e-4 * span, rtol=0)
 
 
-class _Reach4(nn.Module):
-    """A 9 x 9 convolution: it reaches 4 voxels, and its package declares no halo."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 9, padding=4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
 def test_a_halo_too_small_is_measured_once_and_override_removes_the_seams(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    torch.manual_seed(0)
     x = np.random.default_rng(8).normal(size=(1, 1, 64, 64)).astype(np.float32)
-    package = single_io_package(tmp_path, _Reach4(), x, size=(32, 8), name="no-halo")
+    package = single_io_package(tmp_path, _conv(9), x, size=(32, 8), name="no-halo")  # reaches 4, declares none
     image = np.random.default_rng(9).normal(size=(200, 200)).astype(np.float32)
     whole = _predict(package, image, tmp_path, "w", "--whole")
     capsys.readouterr()
@@ -192,9 +168,8 @@ def test_fixed_size_without_a_halo_agrees_with_its_blocks_away_from_seams_and_sa
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """No halo declared: tiles of the fixed 64 blend over 8 voxels. Away from the seams the result is each
     aligned 64 x 64 block predicted alone (to 1e-5); near them the halo check names the halo that is missing."""
-    torch.manual_seed(0)
     x = np.random.default_rng(10).normal(size=(1, 1, 64, 64)).astype(np.float32)
-    package = single_io_package(tmp_path, _Conv(), x, size=64, name="no-halo-fixed")
+    package = single_io_package(tmp_path, _conv(), x, size=64, name="no-halo-fixed")
     image = np.random.default_rng(11).normal(size=(120, 120)).astype(np.float32)
     capsys.readouterr()
     produced = _predict(package, image, tmp_path, "img")[0]
