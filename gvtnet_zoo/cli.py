@@ -84,9 +84,42 @@ def _predict(args: argparse.Namespace) -> None:
     mode = "global" if args.global_context else "whole" if args.whole else "tile" if args.tile else "auto"
     if not args.inputs and not args.input:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
+    if streamed(args):
+        return _predict_streamed(args, mode)
+    if args.resume or args.level is not None:
+        raise UserError(f"{'--resume' if args.resume else '--level'} applies to OME-Zarr outputs or inputs; "
+                        "add --out-format ome-zarr")
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
                   weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
                   overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo)
+
+
+def streamed(args: argparse.Namespace) -> bool:
+    """Zarr inputs, an OME-Zarr output or a Dask cluster: tiles streamed from and to disk."""
+    from pathlib import Path
+
+    from .predict.files import collect_inputs, is_zarr
+
+    if args.out_format == "ome-zarr" or args.dask is not None:
+        return True
+    return not args.input and any(is_zarr(p) for p in collect_inputs(args.inputs))
+
+
+def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
+    from pathlib import Path
+
+    from .predict.files import collect_inputs
+    from .predict.run import parse_tile
+    from .predict.stream import predict_volumes
+
+    if args.input:
+        raise UserError("streamed prediction (Zarr, --out-format ome-zarr, --dask) takes models with one input; "
+                        "give the images as INPUT")
+    tile = {"z": 2**31, "y": 2**31, "x": 2**31} if mode == "whole" else parse_tile(args.tile, 3)
+    predict_volumes(args.model, collect_inputs(args.inputs), Path(args.out), weight_format=args.weight_format,
+                    device=args.device, global_context=mode == "global", tile=tile,
+                    halo=parse_tile(args.halo, 3, "--halo", minimum=0) or {}, axes=args.axes, level=args.level,
+                    overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -144,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.set_defaults(handler=_test)
     predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files through bioimageio.core")
     predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
-    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="TIFF or .npy files, or folders of them")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT",
+                         help="TIFF or .npy files, OME-Zarr or Zarr images, or folders of them")
     predict.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                          help="for models with several inputs: the files (or folder) of input NAME; repeatable")
     predict.add_argument("--out", required=True, help="folder for the predictions (same file names as the inputs)")
@@ -161,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="tiles: the halo (input voxels) per axis instead of the package's, e.g. 0,32,32")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict.add_argument("--out-format", choices=["auto", "ome-zarr"], default="auto",
+                         help="auto: like the input (Zarr inputs give OME-Zarr); ome-zarr: stream any input to OME-Zarr")
+    predict.add_argument("--level", type=int, help="OME-Zarr inputs: the resolution level to predict (default 0, full)")
+    predict.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
+                         help="run the tiles on a Dask cluster: a scheduler address or scheduler file; "
+                              "alone, a local cluster with one worker per core (or GPU)")
+    predict.add_argument("--resume", action="store_true",
+                         help="complete an interrupted OME-Zarr prediction, keeping the tiles already written")
     predict.add_argument("--allow-download", action="store_true",
                          help="let the package's remote files be downloaded (sha256-checked); default: refused")
     predict.set_defaults(handler=_predict)

@@ -16,22 +16,33 @@ from ..errors import UserError
 TIFF_AXES = {"Q": "", "S": "c", "C": "c", "I": "z", "Z": "z", "Y": "y", "X": "x", "T": "b"}
 
 
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+
+
+def is_zarr(path: Path) -> bool:
+    """A folder that is a Zarr group or array (v2 or v3), OME-Zarr included."""
+    return path.is_dir() and any((path / marker).is_file() for marker in ZARR_MARKERS)
+
+
 def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Files (TIFF, .npy) named directly or found in named folders, in name order, without duplicates."""
+    """Files (TIFF, .npy) and Zarr stores named directly or found in named folders, in name order, without
+    duplicates."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if is_image_file(p)))
+        if is_zarr(path):
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if is_image_file(p) or is_zarr(p)))
         elif is_image_file(path):
             found.append(path)
         elif path.exists():
-            raise UserError(f"{path} is not a TIFF or .npy file; give images or folders of images")
+            raise UserError(f"{path} is not a TIFF, .npy or Zarr image; give images or folders of images")
         else:
             raise UserError(f"input {path} not found; check the path")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise UserError(f"no TIFF or .npy images in {', '.join(map(str, paths))}")
+        raise UserError(f"no TIFF, .npy or Zarr images in {', '.join(map(str, paths))}")
     names = [p.name for p in unique]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:

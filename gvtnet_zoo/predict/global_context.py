@@ -98,6 +98,31 @@ class ContextNetwork:
             to_channels_last(network)
         return cls(network, spec, attentions, ratios, halo)
 
+    def _input(self, block: np.ndarray) -> torch.Tensor:
+        device = next(self.network.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+        return channels_last_input(x) if prefers_channels_last(device, self.network) else x
+
+    def collect_tile(self, block: np.ndarray, core: list[tuple[int, int, int]], index: int,
+                     contexts: list[AttentionContext]) -> AttentionContext:
+        """GVTO ``index``'s K^T V and query count over the core of one tile ``block`` (B, C_in, *T), the GVTOs
+        before it applying ``contexts``. ``core``: per space axis (start, stop, tile length), tile coordinates."""
+        state = AttentionContext(self.query_ratios[index])
+        state.core = core
+        with torch.no_grad(), _contexts(self.attentions, [*contexts[:index], state], index):
+            try:
+                self.network(self._input(block))
+            except ContextCollected:
+                state.kv = state.kv.cpu() if state.kv is not None else None
+                return state
+        raise RuntimeError("a collecting pass ran past its GVTO")
+
+    def predict_tile(self, block: np.ndarray, contexts: list[AttentionContext] | None) -> np.ndarray:
+        """The network on one tile (B, C_in, *T) -> (B, C_out, *T_out); every GVTO applies its whole-image
+        context (None: each tile is its own context, plain tiling)."""
+        with torch.no_grad(), _contexts(self.attentions if contexts else [], contexts or [], None):
+            return self.network(self._input(block)).cpu().numpy()
+
     def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
@@ -112,36 +137,39 @@ class ContextNetwork:
         windows = [core_windows(n, n if a in dropped else tile.get(a, n), h, s, a)
                    for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
-        states = [AttentionContext(ratio) for ratio in self.query_ratios]
-        device = next(self.network.parameters()).device
-        channels_last = prefers_channels_last(device, self.network)
+        passes = len(self.attentions) if global_context else 0
+        contexts: list[AttentionContext] = []
         output: np.ndarray | None = None
-        bar = tqdm(total=len(tiles) * (len(states) * global_context + 1), desc=f"  {progress} global context", unit="tile",
+        bar = tqdm(total=len(tiles) * (passes + 1), desc=f"  {progress} global context", unit="tile",
                    leave=False, disable=len(tiles) < 2)
-        with torch.no_grad(), bar:
-            for collecting in [*range(len(states) if global_context else 0), None]:
-                with _contexts(self.attentions if global_context else [], states, collecting):
-                    for combo in tiles:
-                        bar.update()
-                        region = (slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])
-                        x = torch.from_numpy(np.ascontiguousarray(image[region])).to(device)
-                        x = channels_last_input(x) if channels_last else x
-                        core = [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo]
-                        if collecting is not None:
-                            states[collecting].core = core
-                            try:
-                                self.network(x)
-                            except ContextCollected:
-                                continue
-                            raise RuntimeError("a collecting pass ran past its GVTO")
-                        y = self.network(x).cpu().numpy()
-                        if output is None:
-                            output = np.zeros((*y.shape[:2], *image.shape[image.ndim - kept:]), np.float32)
-                        inner = (slice(None), slice(None), *[slice(a, b) for a, b, _ in core[len(core) - kept:]])
-                        placed = [slice(c0, c1) for c0, c1, _, _ in combo[len(combo) - kept:]]
-                        output[(slice(None), slice(None), *placed)] = y[inner]
+        with bar:
+            for index in range(passes):
+                parts = []
+                for combo in tiles:
+                    bar.update()
+                    block = image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])]
+                    parts.append(self.collect_tile(block, [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo],
+                                                   index, contexts))
+                contexts.append(merge_contexts(parts))
+            for combo in tiles:
+                bar.update()
+                y = self.predict_tile(image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])],
+                                      contexts if global_context else None)
+                if output is None:
+                    output = np.zeros((*y.shape[:2], *image.shape[image.ndim - kept:]), np.float32)
+                core = combo[len(combo) - kept:]
+                inner = (slice(None), slice(None), *[slice(c0 - t0, c1 - t0) for c0, c1, t0, _ in core])
+                output[(slice(None), slice(None), *[slice(c0, c1) for c0, c1, _, _ in core])] = y[inner]
         assert output is not None
         return output
+
+
+def merge_contexts(parts: list[AttentionContext]) -> AttentionContext:
+    """The sum of per-tile contexts of one GVTO: K^T V and query counts add up over disjoint cores."""
+    merged = AttentionContext(parts[0].query_ratio)
+    merged.kv = sum((p.kv for p in parts[1:] if p.kv is not None), parts[0].kv)
+    merged.query_count = sum(p.query_count for p in parts)
+    return merged
 
 
 def context_network_from_package(descr: Any, device: str) -> ContextNetwork:

@@ -41,7 +41,7 @@ def ramp(length: int, halo: int, blend: int, at_start: bool, at_end: bool) -> np
     return weight
 
 
-def _valid_tile(axis: Any, wanted: int, size: int) -> int:
+def valid_tile(axis: Any, wanted: int, size: int) -> int:
     """A valid size for ``axis`` near ``wanted``, at most ``size`` (which is itself valid); a fixed size is the tile."""
     if isinstance(axis.size, int):
         return axis.size
@@ -49,7 +49,7 @@ def _valid_tile(axis: Any, wanted: int, size: int) -> int:
     return min(size, max(low, low + (max(wanted, low) - low) // step * step))
 
 
-def _step(axis: Any) -> int:
+def grid_step(axis: Any) -> int:
     """Tiles start on multiples of this: the down-sampling grid of a parameterized axis; any voxel for a fixed one."""
     return 1 if isinstance(axis.size, int) else axis.size.step
 
@@ -76,8 +76,8 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
              and a.id in kept]
     windows: dict[Any, list[_Window]] = {}
     for axis in space:
-        size, h, step = sizes[axis.id], halo.get(str(axis.id), 0), _step(axis)
-        length = _valid_tile(axis, tile.get(str(axis.id), size), size)
+        size, h, step = sizes[axis.id], halo.get(str(axis.id), 0), grid_step(axis)
+        length = valid_tile(axis, tile.get(str(axis.id), size), size)
         blend = max(step, length // 8)
         # tiles start on the network's down-sampling grid, or their outputs would differ from the whole image's
         stride = (length - 2 * h - blend) // step * step

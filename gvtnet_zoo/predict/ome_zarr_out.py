@@ -1,0 +1,118 @@
+"""Streamed outputs: an OME-Zarr image written tile by tile, its progress kept beside it for ``--resume``.
+
+Level 0 is chunked one tile core per chunk (the plan's cores are disjoint), so writers never share a chunk.
+``NAME.progress/`` beside the image holds the plan and one empty file per finished tile; the multiscales
+metadata and the downsampled levels are written last, and then the progress folder is removed. A store
+without multiscales metadata is therefore never mistaken for a finished image.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import UserError
+
+NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+PYRAMID_MIN = 64  # stop halving y and x once a level is smaller than this
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """Where one model output goes and how its array is laid out (plain data, for Dask workers too)."""
+
+    path: str
+    axes: str  # letters of 'tczyx'
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    scales: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    ngff_version: str = "0.5"
+
+    @property
+    def progress(self) -> Path:
+        return Path(self.path + ".progress")
+
+    def create(self, plan_json: dict[str, Any]) -> None:
+        """A new, empty level 0 and the progress folder with the plan."""
+        import zarr
+
+        shutil.rmtree(self.progress, ignore_errors=True)
+        group = zarr.open_group(self.path, mode="w", zarr_format=2 if self.ngff_version == "0.4" else 3)
+        group.create_array("0", shape=self.shape, chunks=self.chunks, dtype="float32", fill_value=0.0)
+        (self.progress / "done").mkdir(parents=True, exist_ok=True)
+        (self.progress / "plan.json").write_text(json.dumps(plan_json, sort_keys=True))
+
+    def resumable(self, plan_json: dict[str, Any]) -> bool:
+        """Whether a partial image of this very plan is here (its progress folder holds the same plan)."""
+        try:
+            return json.loads((self.progress / "plan.json").read_text()) == json.loads(json.dumps(plan_json, sort_keys=True))
+        except (OSError, ValueError):
+            return False
+
+    def done(self) -> set[str]:
+        folder = self.progress / "done"
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+    def write(self, key: str, place: tuple[slice, ...], block: np.ndarray) -> None:
+        """Write one tile's core into level 0, then record the tile as done."""
+        import zarr
+
+        zarr.open_array(self.path + "/0", mode="r+")[place] = block
+        (self.progress / "done" / key).touch()
+
+    def finish(self, name: str) -> list[tuple[int, ...]]:
+        """Downsampled levels (y and x halved until below PYRAMID_MIN), the multiscales metadata, no progress
+        folder; returns the shapes of the levels."""
+        import dask.array as da
+        import zarr
+        from ome_zarr.format import FormatV04, FormatV05
+        from ome_zarr.writer import write_multiscales_metadata
+
+        group = zarr.open_group(self.path, mode="r+")
+        level = da.from_zarr(group["0"])
+        shapes = [level.shape]
+        halved = [i for i, a in enumerate(self.axes) if a in "yx"]
+        while min(level.shape[i] for i in halved) >= 2 * PYRAMID_MIN:
+            factors = {i: 2 if i in halved else 1 for i in range(level.ndim)}
+            level = da.coarsen(np.mean, level, factors, trim_excess=True).astype(np.float32)
+            path = str(len(shapes))
+            array = group.create_array(path, shape=level.shape, dtype="float32", fill_value=0.0,
+                                       chunks=tuple(min(c, s) for c, s in zip(self.chunks, level.shape)), overwrite=True)
+            da.store(level.rechunk(array.chunks), array, lock=False)
+            level = da.from_zarr(array)
+            shapes.append(level.shape)
+        datasets = []
+        for index in range(len(shapes)):
+            factor = [2.0**index if a in "yx" else 1.0 for a in self.axes]
+            scale = [self.scales.get(a, 1.0) * f for a, f in zip(self.axes, factor)]
+            translation = [(f - 1) / 2 * self.scales.get(a, 1.0) for a, f in zip(self.axes, factor)]
+            datasets.append({"path": str(index), "coordinateTransformations": [
+                {"type": "scale", "scale": scale}, {"type": "translation", "translation": translation}]})
+        axes = [{"name": a, "type": NGFF_TYPES[a], **({"unit": self.units[a]} if a in self.units else {})}
+                for a in self.axes]
+        write_multiscales_metadata(group, datasets, fmt=FormatV04() if self.ngff_version == "0.4" else FormatV05(),
+                                   axes=axes, name=name)
+        shutil.rmtree(self.progress, ignore_errors=True)
+        return shapes
+
+
+def check_replace(images: list[OutputImage], plan_json: dict[str, Any], overwrite: bool, resume: bool) -> bool:
+    """Whether to resume; refuses to touch an existing output unless ``overwrite`` or a matching ``resume``."""
+    existing = [i for i in images if Path(i.path).exists() or i.progress.exists()]
+    if not existing or overwrite:
+        return False
+    if not resume:
+        raise UserError(f"{existing[0].path} exists; give --resume to complete an interrupted prediction, "
+                        "or --overwrite to replace it")
+    unfinished = [i for i in existing if not i.resumable(plan_json)]
+    if unfinished:
+        what = ("is finished" if Path(unfinished[0].path).exists() and not unfinished[0].progress.exists()
+                else "was made with another model, image or tiles")
+        raise UserError(f"--resume: {unfinished[0].path} {what}; give --overwrite to predict it anew")
+    return True

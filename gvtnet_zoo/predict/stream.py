@@ -1,0 +1,221 @@
+"""Streamed prediction of volumes larger than memory: lazy inputs (predict/volumes.py), one tile plan
+(predict/plan.py), one tile step (predict/tile_step.py), OME-Zarr outputs written tile by tile
+(predict/ome_zarr_out.py), here in one process, or as Dask tasks (predict/on_dask.py).
+
+Memory holds the model, a tile and its output, whatever the volume's size: the preprocessing statistics
+come from passes over the volume block by block (predict/stats.py), and outputs go to disk per tile.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.io import image_stem
+from ..errors import UserError
+from .model import load_zoo_model
+from .ome_zarr_out import OutputImage, check_replace
+from .plan import TilePlan, plan_tiles
+from .stats import streamed_statistics
+from .tile_step import StreamJob, TileStep, read_tile, stat_measures
+from .tiling import default_tile, package_halo
+from .volumes import VolumeSource, open_volume
+
+DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
+
+
+@dataclass
+class StreamSummary:
+    images: int
+    voxels: int
+    seconds: float
+    workers: str
+
+    def line(self) -> str:
+        rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
+        return (f"predicted {self.images} image(s), {self.voxels:,} voxels in {self.seconds:.1f} s "
+                f"({rate:,.0f} voxels/s) on {self.workers}")
+
+
+def output_name(source: Path) -> str:
+    """'a.ome.zarr', 'a.zarr', 'a.ome.tif', 'a.tif' -> 'a.ome.zarr'."""
+    name = source.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] + ".ome.zarr"
+    return image_stem(source) + ".ome.zarr"
+
+
+def _letters(tensor: Any) -> str:
+    from .run import _letters as letters
+
+    return "".join(letters(tensor))
+
+
+def _check_fits(source: VolumeSource, letters: str, channels: Optional[int]) -> None:
+    """Every axis of the volume must be one the model takes (t becomes its batch), or a singleton."""
+    for letter, size in zip(source.axes, source.shape):
+        if letter not in letters and letter != "t" and size != 1:
+            raise UserError(f"{source.name} has a {letter} axis of {size} but the model takes axes {letters}; "
+                            "give --axes or a matching image")
+    for letter in "zyx":
+        if letter in letters and letter not in source.axes:
+            raise UserError(f"{source.name} has axes {source.axes} but the model needs a {letter} axis; "
+                            "give an image of the model's dimensionality")
+    if channels is not None and "c" in source.axes and source.shape[source.axes.index("c")] != channels:
+        raise UserError(f"{source.name} has {source.shape[source.axes.index('c')]} channel(s) but the model takes "
+                        f"{channels}; give --axes if an axis was taken for channels by mistake")
+
+
+def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) -> tuple[dict[str, OutputImage], dict]:
+    """Where each output goes and its layout: the input's t (if any), then the output's axes without batch."""
+    images, dims = {}, {}
+    several = len(descr.outputs) > 1
+    for output in descr.outputs:
+        output_id = str(output.id)
+        dims[output_id] = tuple(str(a.id) for a in output.axes)
+        letters = _letters(output)
+        axes_plan = plan.outputs[output_id]
+        keep = [i for i, letter in enumerate(letters) if letter != "b"]
+        axes = ("t" if "t" in source.axes else "") + "".join(letters[i] for i in keep)
+        shape = ([source.shape[source.axes.index("t")]] if "t" in source.axes else []) + [axes_plan[i].size for i in keep]
+        chunks = ([1] if "t" in source.axes else []) + [plan.chunks(output_id)[i] for i in keep]
+        scales = {a.axis: source.scales.get(a.source, 1.0) / a.ratio for a in axes_plan if a.source}
+        scales.update({"t": source.scales["t"]} if "t" in source.scales else {})
+        folder = out_dir / output_id if several else out_dir
+        images[output_id] = OutputImage(str(folder / output_name(Path(source.path))), axes, tuple(shape), tuple(chunks),
+                                        scales, {a: u for a, u in source.units.items() if a in axes},
+                                        source.ngff_version or "0.5")
+    return images, dims
+
+
+def statistics(job: StreamJob, descr: Any, array: Any, time: int) -> dict[Any, Any]:
+    """The sample statistics of one time point, from passes over the plan's cores (no halo: each voxel once)."""
+    measures, _, _ = stat_measures(descr)
+    if not measures:
+        return {}
+    tiles = job.plan.tiles()
+
+    def passes() -> Iterator[np.ndarray]:
+        for tile in tiles:
+            yield read_tile(job, array, tile.cores, time)
+
+    return streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
+
+
+def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
+             global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
+             halo: dict[str, int]) -> tuple[StreamJob, Any]:
+    """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
+    from bioimageio.spec.model import v0_5
+
+    from .run import _axis_ids, _channel_count
+
+    model = load_zoo_model(model_source, weight_format, device, lambda _: None, allow_download=allow_download)
+    descr = model.descr
+    if not isinstance(descr, v0_5.ModelDescr) or len(descr.inputs) != 1:
+        raise UserError("streamed prediction (OME-Zarr, --dask) takes format 0.5 models with one input; "
+                        "predict this model on TIFF files")
+    tensor = descr.inputs[0]
+    letters = _letters(tensor)
+    _check_fits(source, letters, _channel_count(tensor))
+    sizes = {str(a.id): source.shape[source.axes.index(str(a.id))] for a in tensor.axes if a.type == "space"}
+    halos, gvtos = {**package_halo(descr), **halo}, 0
+    if global_context:
+        from .global_context import context_network_from_package
+
+        network = context_network_from_package(descr, "cpu")
+        axes = "zyx"[3 - len(network.halo):]
+        halos = {a: max(h, halos.get(a, 0)) for a, h in zip(axes, network.halo)}
+        gvtos = len(network.attentions)
+    plan = plan_tiles(descr, sizes, tile or default_tile(descr, halos, DEFAULT_TILE), halos)
+    outputs, output_dims = _outputs(descr, plan, source, out_dir)
+    return StreamJob(str(model_source), weight_format, device, allow_download, global_context, source, str(tensor.id),
+                     tuple(map(str, _axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
+
+
+def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
+    return {"model": job.model_source, "source": job.source.path, "dataset": job.source.dataset, "shape": job.source.shape,
+            "global_context": job.global_context, "time_points": time_points, "plan": job.plan.to_json()}
+
+
+def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm) -> None:
+    """Every time point's tiles in this process, in order; global context first sums each GVTO's context."""
+    tiles = job.plan.tiles()
+    for time, remaining in todo.items():
+        stat = statistics(job, step.model.descr, step.array, time)
+        contexts: Optional[list[Any]] = None
+        if job.global_context:
+            from .global_context import merge_contexts
+
+            contexts = []
+            for index in range(job.gvtos):
+                contexts.append(merge_contexts([step.collect(t, time, stat, index, contexts) for t in tiles]))
+                bar.set_postfix_str(f"context {index + 1}/{job.gvtos}")
+        for tile in remaining:
+            for output_id, (place, block) in step.predict(tile, time, stat, contexts).items():
+                job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
+            bar.update()
+
+
+def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: Path, *, weight_format: Optional[str],
+                    device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
+                    axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
+                    dask: Optional[str], echo: Callable[[str], None] = print) -> StreamSummary:
+    """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
+    sources = [open_volume(Path(p), level, axes) for p in inputs]
+    jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo)
+            for s in sources]
+    names = [image.path for job, _ in jobs for image in job.outputs.values()]
+    if len(set(names)) != len(names):
+        raise UserError("several inputs would be written to the same output name; give them different names")
+    start, voxels, plans = clock.perf_counter(), 0, []
+    for job, descr in jobs:
+        times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
+        state = _job_json(job, times)
+        resuming = [check_replace([image], state, overwrite, resume) for image in job.outputs.values()]
+        plans.append((job, descr, times, state, all(resuming)))
+    executor: Any = None
+    if dask is not None:
+        from .on_dask import DaskExecutor
+
+        executor = DaskExecutor(dask, device, echo)
+    try:
+        for job, descr, times, state, resuming in plans:
+            if not resuming:
+                for image in job.outputs.values():
+                    image.create(state)
+            done = set.intersection(*(image.done() for image in job.outputs.values()))
+            tiles = job.plan.tiles()
+            todo = {t: [tile for tile in tiles if f"{t}-{tile.index}" not in done] for t in range(times)}
+            todo = {t: remaining for t, remaining in todo.items() if remaining}
+            total = sum(len(r) for r in todo.values())
+            if resuming:
+                echo(f"{job.source.name}: resuming, {times * len(tiles) - total} of {times * len(tiles)} tiles already written")
+            with tqdm(total=total, desc=f"  {job.source.name}", unit="tile", leave=False) as bar:
+                if executor is not None:
+                    array = job.source.open()
+                    executor.run(job, todo, bar, lambda time: statistics(job, descr, array, time))
+                else:
+                    step = TileStep(job)
+                    try:
+                        run_local(job, step, todo, bar)
+                    finally:
+                        step.close()
+            for image in job.outputs.values():
+                image.finish(Path(image.path).name)
+            voxels += times * int(np.prod([a.size for a in job.plan.axes]))
+    except KeyboardInterrupt:
+        raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
+    finally:
+        workers = executor.describe() if executor is not None else "1 process"
+        if executor is not None:
+            executor.close()
+    summary = StreamSummary(len(jobs), voxels, clock.perf_counter() - start, workers)
+    echo(summary.line())
+    return summary

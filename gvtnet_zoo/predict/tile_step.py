@@ -1,0 +1,144 @@
+"""One tile of a streamed prediction, the same under every executor: read the tile's region from the store,
+run the package's own preprocessing (with the whole image's statistics), the network (the package's pipeline,
+or gvtnet-zoo's context network for global context) and postprocessing, and cut out the tile's core.
+
+A ``StreamJob`` is plain data; a ``TileStep`` is built from it once per process (or Dask worker) and kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .ome_zarr_out import OutputImage
+from .plan import Tile, TilePlan
+from .volumes import VolumeSource, read_region
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    model_source: str
+    weight_format: Optional[str]
+    device: str
+    allow_download: bool
+    global_context: bool
+    source: VolumeSource
+    input_id: str
+    input_dims: tuple[str, ...]  # the model input's axis ids
+    letters: str  # the same as letters of 'bczyx'
+    plan: TilePlan
+    outputs: dict[str, OutputImage]  # output id -> where it goes
+    output_dims: dict[str, tuple[str, ...]]
+    gvtos: int = 0  # global context: the network's GVTOs, one collecting pass each
+
+
+def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], time: int) -> np.ndarray:
+    """A region (on the padded grid) of one time point, float32 in the model's axes; beyond the image's far
+    end mirrored, as the whole image is padded to a valid size in memory."""
+    sizes = {a.axis: a.size for a in job.plan.axes}
+    clipped = {a: (start, min(stop, sizes[a])) for a, (start, stop) in region.items()}
+    block = read_region(array, job.source, time, clipped, job.letters)
+    pad = [(0, region[a][1] - clipped[a][1]) if a in region else (0, 0) for a in job.letters]
+    return np.pad(block, pad, mode="symmetric") if any(p for _, p in pad) else block
+
+
+def stat_measures(descr: Any) -> tuple[set[Any], list[Any], list[Any]]:
+    """(sample measures the processing needs, preprocessing ops and postprocessing ops without the op that
+    computes statistics from the sample itself: a tile is not the sample)."""
+    from bioimageio.core.proc_ops import UpdateStats
+    from bioimageio.core.proc_setup import get_requried_sample_measures, setup_pre_and_postprocessing
+
+    from ..errors import UserError
+
+    procs = setup_pre_and_postprocessing(descr, dataset_for_initial_statistics=())
+    needed = get_requried_sample_measures(descr)
+    inputs = {str(t.id) for t in descr.inputs}
+    on_outputs = [m for m in needed.pre | needed.post if str(m.member_id) not in inputs]
+    if on_outputs:
+        raise UserError(f"the package's postprocessing needs statistics of its output {on_outputs[0].member_id}, which "
+                        "a streamed prediction cannot know before the end; predict this image without "
+                        "--out-format ome-zarr / --dask")
+    keep = lambda ops: [op for op in ops if not isinstance(op, UpdateStats)]  # noqa: E731
+    return needed.pre | needed.post, keep(procs.pre), keep(procs.post)
+
+
+class TileStep:
+    """The model loaded once; ``collect`` and ``predict`` run one tile."""
+
+    def __init__(self, job: StreamJob) -> None:
+        from .model import load_zoo_model
+
+        self.job = job
+        self.model = load_zoo_model(job.model_source, job.weight_format, job.device, lambda _: None,
+                                    allow_download=job.allow_download)
+        _, self.pre, self.post = stat_measures(self.model.descr)
+        self.array = job.source.open()
+        self.pipeline: Any = None
+        self.network: Any = None
+        if job.global_context:
+            from ..devices import choose_device
+            from .global_context import context_network_from_package
+
+            self.network = context_network_from_package(self.model.descr, str(choose_device(job.device)))
+        else:
+            from .run import _pipeline
+
+            self.pipeline = _pipeline(self.model)
+            self.pipeline.load()
+
+    def _preprocessed(self, tile: Tile, time: int, stat: dict[Any, Any]) -> Any:
+        from bioimageio.core import Tensor
+        from bioimageio.core.sample import Sample
+
+        sample = Sample(members={self.job.input_id: Tensor.from_numpy(read_tile(self.job, self.array, tile.read, time), dims=self.job.input_dims)},
+                        stat=dict(stat), id=f"tile{tile.index}")
+        for op in self.pre:
+            op(sample)
+        return sample
+
+    def _network_input(self, sample: Any) -> np.ndarray:
+        return sample.members[self.job.input_id].transpose(self.job.input_dims).data.to_numpy().astype(np.float32)
+
+    def _core(self, tile: Tile) -> list[tuple[int, int, int]]:
+        return [(tile.cores[a][0] - tile.read[a][0], tile.cores[a][1] - tile.read[a][0], tile.read[a][1] - tile.read[a][0])
+                for a in self.job.letters if a in tile.read]
+
+    def collect(self, tile: Tile, time: int, stat: dict[Any, Any], index: int, contexts: list[Any]) -> Any:
+        """Global context: GVTO ``index``'s K^T V and query count over this tile's core."""
+        sample = self._preprocessed(tile, time, stat)
+        return self.network.collect_tile(self._network_input(sample), self._core(tile), index, contexts)
+
+    def predict(self, tile: Tile, time: int, stat: dict[Any, Any],
+                contexts: Optional[list[Any]] = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
+        """Output id -> (where in the whole output, the core block), batch axis dropped."""
+        from bioimageio.core import Tensor
+        from bioimageio.core.sample import Sample
+
+        sample = self._preprocessed(tile, time, stat)
+        if self.network is not None:
+            (output_id,) = self.job.outputs
+            predicted = self.network.predict_tile(self._network_input(sample), contexts)
+            members = {output_id: Tensor.from_numpy(predicted, dims=self.job.output_dims[output_id])}
+        else:
+            out = self.pipeline.predict_sample_without_blocking(sample, skip_preprocessing=True, skip_postprocessing=True,
+                                                                skip_input_padding=True, skip_output_cropping=True)
+            members = {str(k): v for k, v in out.members.items()}
+        result = Sample(members=members, stat=sample.stat, id=sample.id)
+        for op in self.post:
+            op(result)
+        blocks = {}
+        for output_id, image in self.job.outputs.items():
+            data = result.members[output_id].transpose(self.job.output_dims[output_id]).data.to_numpy()
+            local, place = self.job.plan.output_region(output_id, tile, data.shape)
+            dims = self.job.output_dims[output_id]
+            core = data[local]
+            core = core[0] if dims[0] == "batch" else core  # the batch axis is the time point
+            place = place[1:] if dims[0] == "batch" else place
+            blocks[output_id] = ((time, *place) if image.axes.startswith("t") else place, core.astype(np.float32))
+        return blocks
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.unload()
