@@ -1,0 +1,167 @@
+"""Streamed prediction: OME-Zarr / Zarr / lazy TIFF in, OME-Zarr out, tile by tile, in one process or on Dask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from ome_zarr.format import FormatV04, FormatV05
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from ome_zarr.writer import write_image
+
+from gvtnet_zoo.cli import main
+from gvtnet_zoo.data.synthetic import synthetic_pair
+from gvtnet_zoo.errors import UserError
+from gvtnet_zoo.predict import ome_zarr_out
+from gvtnet_zoo.predict.stream import predict_volumes
+
+SCALE = {"z": 2.0, "y": 0.5, "x": 0.5}
+TILE = "64,72,72"  # z whole; y and x in several tiles of the tiny 3D package (halo 24)
+
+
+def _volume(times: int, shape: tuple[int, ...], seed: int = 3) -> np.ndarray:
+    """(T, *shape) uint16 with structure and a brightness gradient (tiles see other statistics than the image)."""
+    rng = np.random.default_rng(seed)
+    frames = [synthetic_pair("denoise", shape, rng)[0] * np.linspace(0.2, 3.0, shape[-1]) for _ in range(times)]
+    return (np.stack(frames) * 4000).clip(0, 65535).astype(np.uint16)
+
+
+def _ome_zarr(path: Path, data: np.ndarray, axes: str, version: str) -> Path:
+    group = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+    write_image(data, group, fmt=FormatV04() if version == "0.4" else FormatV05(), axes=axes, scale_factors=[2],
+                scale=SCALE, axes_units={a: "micrometer" for a in "zyx" if a in axes},
+                storage_options={"chunks": tuple(min(s, 40) for s in data.shape)})
+    return path
+
+
+def _tiff_predictions(package: Path, frames: np.ndarray, folder: Path, flags: list[str]) -> list[np.ndarray]:
+    """The in-memory prediction of each time point, through today's TIFF path."""
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"t{t}.tif", frame)
+    assert main(["predict", str(package), *[str(folder / f"t{t}.tif") for t in range(len(frames))],
+                 "--out", str(folder / "pred"), *flags]) == 0
+    return [tifffile.imread(folder / "pred" / f"t{t}.tif") for t in range(len(frames))]
+
+
+def _assert_close(streamed: np.ndarray, reference: np.ndarray) -> None:
+    np.testing.assert_allclose(streamed, reference, atol=1e-5 * float(np.ptp(reference)), rtol=0)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_with_t_and_c_streams_to_ngff_equal_to_the_tiff_prediction(packages: dict[str, Path], tmp_path: Path,
+                                                                            version: str) -> None:
+    volume = _volume(2, (12, 110, 100))
+    source = _ome_zarr(tmp_path / "in.ome.zarr", volume[:, None], "tczyx", version)
+    assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", TILE]) == 0
+    out = tmp_path / "out" / "in.ome.zarr"
+    assert not Path(str(out) + ".progress").exists()
+    node = next(iter(Reader(parse_url(str(out)))()))  # ome-zarr's own reader: NGFF metadata and levels
+    assert [a["name"] for a in node.metadata["axes"]] == ["t", "c", "z", "y", "x"]
+    assert node.metadata["axes"][2]["unit"] == "micrometer"
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 1.0, 2.0, 0.5, 0.5]
+    group = zarr.open_group(str(out), mode="r")
+    assert group.metadata.zarr_format == (2 if version == "0.4" else 3)
+    streamed = np.asarray(node.data[0])
+    assert streamed.shape == (2, 1, 12, 110, 100)
+    assert group["0"].chunks[-2:] == (24, 24)  # one tile core per chunk
+    for t, reference in enumerate(_tiff_predictions(packages["3d"], volume, tmp_path, ["--tile", TILE])):
+        _assert_close(streamed[t], reference)
+    assert not np.allclose(streamed[0], streamed[1])  # each time point is its own sample
+
+
+def test_global_context_and_dask_workers_give_the_single_process_result(packages: dict[str, Path], tmp_path: Path) -> None:
+    volume = _volume(1, (12, 100, 110), seed=5)[0]
+    tifffile.imwrite(tmp_path / "stack.tif", volume, metadata={"axes": "ZYX"})
+    results = {}
+    for name, flags in {"global": ["--global-context"], "global-dask": ["--global-context", "--dask"],
+                        "tiles-dask": ["--dask"]}.items():
+        assert main(["predict", str(packages["3d"]), str(tmp_path / "stack.tif"), "--out", str(tmp_path / name),
+                     "--tile", TILE, "--out-format", "ome-zarr", *flags]) == 0
+        results[name] = zarr.open_group(str(tmp_path / name / "stack.ome.zarr"), mode="r")["0"][:]
+    whole = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--whole"])[0]
+    _assert_close(results["global"], whole)
+    _assert_close(results["global-dask"], results["global"])
+    tiles = _tiff_predictions(packages["3d"], volume[None], tmp_path / "tiles", ["--tile", TILE]) \
+        if (tmp_path / "tiles").mkdir() is None else None
+    _assert_close(results["tiles-dask"], tiles[0])
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(packages: dict[str, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = _volume(1, (8, 136, 128), seed=9)[0]  # large enough for a second level
+    source = _ome_zarr(tmp_path / "v.ome.zarr", volume, "zyx", "0.5")
+    run = dict(weight_format=None, device="cpu", global_context=False, tile={"y": 72, "x": 72}, halo={}, axes=None,
+               level=None, overwrite=False, allow_download=False, dask=None, echo=lambda _: None)
+    predict_volumes(packages["3d"], [source], tmp_path / "full", resume=False, **run)
+    written, original = [], ome_zarr_out.OutputImage.write
+
+    def dies_after_three(self: ome_zarr_out.OutputImage, key: str, place: tuple, block: np.ndarray) -> None:
+        if len(written) == 3:
+            raise KeyboardInterrupt  # Ctrl-C, or a lost node, in the middle of the run
+        original(self, key, place, block)
+        written.append(key)
+
+    monkeypatch.setattr(ome_zarr_out.OutputImage, "write", dies_after_three)
+    with pytest.raises(UserError, match="--resume"):
+        predict_volumes(packages["3d"], [source], tmp_path / "part", resume=False, **run)
+    monkeypatch.setattr(ome_zarr_out.OutputImage, "write", original)
+    with pytest.raises(UserError, match="exists; give --resume"):  # never touched without --resume or --overwrite
+        predict_volumes(packages["3d"], [source], tmp_path / "part", resume=False, **run)
+    lines: list[str] = []
+    predict_volumes(packages["3d"], [source], tmp_path / "part", resume=True, **{**run, "echo": lines.append})
+    assert "resuming, 3 of 36 tiles already written" in lines[0]
+    full = zarr.open_group(str(tmp_path / "full" / "v.ome.zarr"), mode="r")
+    part = zarr.open_group(str(tmp_path / "part" / "v.ome.zarr"), mode="r")
+    np.testing.assert_array_equal(part["0"][:], full["0"][:])
+    assert part["1"].shape == (1, 8, 68, 64)  # c z y x, y and x halved
+    np.testing.assert_array_equal(part["1"][:], full["1"][:])
+    with pytest.raises(UserError, match="is finished"):
+        predict_volumes(packages["3d"], [source], tmp_path / "part", resume=True, **run)
+
+
+def test_2d_models_stream_a_lazy_tiff_with_its_time_axis(packages: dict[str, Path], tmp_path: Path) -> None:
+    frames = np.stack([synthetic_pair("denoise", (150, 140), np.random.default_rng(s))[0] for s in (1, 2)]).astype(np.float32)
+    tifffile.imwrite(tmp_path / "movie.tif", frames, metadata={"axes": "TYX"})
+    assert main(["predict", str(packages["2d"]), str(tmp_path / "movie.tif"), "--out", str(tmp_path / "out"),
+                 "--out-format", "ome-zarr", "--tile", "96,96"]) == 0
+    streamed = zarr.open_group(str(tmp_path / "out" / "movie.ome.zarr"), mode="r")["0"][:]
+    assert streamed.shape == (2, 1, 150, 140)
+    for t, reference in enumerate(_tiff_predictions(packages["2d"], frames, tmp_path, ["--tile", "96,96"])):
+        _assert_close(streamed[t], reference)
+
+
+def _one_line_exit_2(args: list[str], capsys: pytest.CaptureFixture[str], expected: str) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_stores_are_one_line_and_write_nothing(packages: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    volume = _volume(1, (8, 64, 64))[0]
+    good = _ome_zarr(tmp_path / "good.ome.zarr", volume, "zyx", "0.5")
+    package, out = str(packages["3d"]), tmp_path / "out"
+    _one_line_exit_2(["predict", package, str(tmp_path / "missing.ome.zarr"), "--out", str(out)], capsys, "not found")
+    _one_line_exit_2(["predict", package, str(good), "--out", str(out), "--level", "5"], capsys,
+                     "--level 5: ")
+    odd = _ome_zarr(tmp_path / "odd.ome.zarr", volume, "zyx", "0.5")
+    attrs = zarr.open_group(str(odd), mode="r+").attrs.asdict()
+    attrs["ome"]["multiscales"][0]["axes"][0] = {"name": "angle", "type": "angle"}
+    zarr.open_group(str(odd), mode="r+").attrs.update(attrs)
+    _one_line_exit_2(["predict", package, str(odd), "--out", str(out)], capsys, "axis 'angle'")
+    plain_group = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    plain_group.create_array("raw", shape=(8, 64, 64), dtype="uint16")
+    _one_line_exit_2(["predict", package, str(tmp_path / "plain.zarr"), "--out", str(out)], capsys,
+                     "without OME-Zarr multiscales metadata")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _one_line_exit_2(["predict", package, str(good), "--out", str(blocker / "out")], capsys, "")
+    assert not out.exists()
+    out.mkdir()
+    (out / "good.ome.zarr").mkdir()
+    _one_line_exit_2(["predict", package, str(good), "--out", str(out)], capsys, "exists; give --resume")
+    assert list((out / "good.ome.zarr").iterdir()) == []
