@@ -96,18 +96,28 @@ def _predict(args: argparse.Namespace) -> None:
 
 def streamed(args: argparse.Namespace) -> bool:
     """Zarr inputs, an OME-Zarr output or a Dask cluster: tiles streamed from and to disk."""
-    from pathlib import Path
-
     from .predict.files import collect_inputs, is_zarr
 
     if args.out_format == "ome-zarr" or args.dask is not None:
         return True
-    return not args.input and any(is_zarr(p) for p in collect_inputs(args.inputs))
+    if args.input:
+        return False
+    inputs = collect_inputs(args.inputs)
+    if any(is_zarr(p) for p in inputs):
+        return True
+    if args.whole:
+        return False
+    from .predict.run import free_memory_bytes
+    from .predict.stream import too_large_for_memory
+
+    large = too_large_for_memory(inputs, free_memory_bytes(["cpu"]))
+    if large:  # auto and tiles: never read whole what does not fit
+        print(f"note: {large[0].name}{f' and {len(large) - 1} more' if len(large) > 1 else ''} would not fit in memory; "
+              "streaming tile by tile to OME-Zarr (.ome.zarr outputs)")
+    return bool(large)
 
 
 def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
-    from pathlib import Path
-
     from .predict.files import collect_inputs
     from .predict.run import parse_tile
     from .predict.stream import predict_volumes

@@ -145,8 +145,14 @@ def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str]
             qs = {m.q for m in measures if m.name == "quantile" and _kept(m, dims) == axis}
             results.append((moments, quantiles(blocks, qs, moments, _integer_low(source_dtype))))
         for measure in [m for m in measures if _kept(m, dims) == axis]:
-            numbers = [_value(measure, moments, found) for moments, found in results]
-            values[measure] = numbers[0] if axis is None else Tensor.from_numpy(np.array(numbers, np.float32), dims=[axis])
+            numbers = np.array([_value(measure, moments, found) for moments, found in results], np.float64)
+            if axis is None and measure.axes is None:
+                values[measure] = float(numbers[0])
+                continue
+            # as bioimageio.core reduces: the axes not reduced stay, the batch (one sample) as a singleton
+            reduced = set(map(str, measure.axes)) if measure.axes is not None else set(dims)
+            left = [d for d in dims if d not in reduced]
+            values[measure] = Tensor.from_numpy(numbers.reshape([len(numbers) if d == axis else 1 for d in left]), dims=left)
     return values
 
 

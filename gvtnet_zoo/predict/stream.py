@@ -27,6 +27,7 @@ from .tiling import default_tile, package_halo
 from .volumes import VolumeSource, open_volume
 
 DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
+IN_MEMORY_COPIES = 6
 
 
 @dataclass
@@ -49,6 +50,24 @@ def output_name(source: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] + ".ome.zarr"
     return image_stem(source) + ".ome.zarr"
+
+
+def too_large_for_memory(paths: Sequence[Path], free_bytes: int) -> list[Path]:
+    """The TIFF files whose in-memory prediction (float32 input, padded copy, blend sums and weights, output:
+    IN_MEMORY_COPIES copies) would take more than half of ``free_bytes``; their sizes come from the headers."""
+    import tifffile
+
+    large = []
+    for path in paths:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            try:
+                with tifffile.TiffFile(path) as tiff:
+                    voxels = int(np.prod(tiff.series[0].shape))
+            except Exception:  # noqa: BLE001 - the reader says what is wrong with the file later
+                continue
+            if voxels * 4 * IN_MEMORY_COPIES > free_bytes // 2:
+                large.append(path)
+    return large
 
 
 def _letters(tensor: Any) -> str:

@@ -111,7 +111,7 @@ def _open_tiff(path: Path, override: Optional[str]) -> VolumeSource:
     try:
         with tifffile.TiffFile(path) as tiff:
             series = tiff.series[0]
-            letters = "".join(TIFF_AXES.get(a, "?") for a in series.axes).replace("b", "t")
+            letters = "".join(TIFF_AXES.get(a) or "?" for a in series.axes).replace("b", "t")  # Q: unknown
         array = VolumeSource(str(path), "tiff").open()
     except Exception as err:  # noqa: BLE001
         raise UserError(f"cannot read {path} ({type(err).__name__}: {err}); replace or remove it") from None

@@ -165,3 +165,19 @@ def test_bad_stores_are_one_line_and_write_nothing(packages: dict[str, Path], tm
     (out / "good.ome.zarr").mkdir()
     _one_line_exit_2(["predict", package, str(good), "--out", str(out)], capsys, "exists; give --resume")
     assert list((out / "good.ome.zarr").iterdir()) == []
+
+
+def test_a_tiff_too_large_for_memory_is_streamed_not_read_whole(packages: dict[str, Path], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    volume = _volume(1, (8, 96, 96))[0]
+    tifffile.imwrite(tmp_path / "big.tif", volume)
+    from gvtnet_zoo.predict import run
+
+    monkeypatch.setattr(run, "free_memory_bytes", lambda devices: 8 * volume.size)  # less than 6 float32 copies
+    assert main(["predict", str(packages["3d"]), str(tmp_path / "big.tif"), "--out", str(tmp_path / "out")]) == 0
+    assert "would not fit in memory; streaming tile by tile to OME-Zarr" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.ome.zarr"]
+    monkeypatch.undo()
+    assert main(["predict", str(packages["3d"]), str(tmp_path / "big.tif"), "--out", str(tmp_path / "mem")]) == 0
+    assert sorted(p.name for p in (tmp_path / "mem").iterdir()) == ["big.tif"]
