@@ -21,7 +21,7 @@ def is_image_file(path: Path) -> bool:
 def image_stem(path: Path) -> str:
     """The file name without its image suffix: 'a.ome.tif' -> 'a', 'b.npy' -> 'b' (dots elsewhere kept)."""
     name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy", ".ome.zarr", ".zarr"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem

@@ -18,7 +18,11 @@ EPS = 1e-6  # bioimage.io's default eps for both operators
 
 
 def normalize(image: np.ndarray, method: str, percentiles: tuple[float, float]) -> np.ndarray:
-    """Normalize one whole image (any shape) -> float32 of the same shape."""
+    """Normalize one whole image (any shape) -> float32 of the same shape; a LazyImage stays lazy."""
+    from .lazy import LazyImage
+
+    if isinstance(image, LazyImage):
+        return image.normalized(method, percentiles)
     image = image.astype(np.float32, copy=False)
     if method == "percentile":
         low, high = np.percentile(image, percentiles)
@@ -28,16 +32,16 @@ def normalize(image: np.ndarray, method: str, percentiles: tuple[float, float]) 
     raise ValueError(f"unknown normalization {method!r}")
 
 
-def _whole_image_method(data: DataConfig) -> str:
+def whole_image_method(data: DataConfig) -> str:
     """How a whole raw image is normalized: CSBDeep patches' packages take percentiles of the whole image."""
     return "percentile" if data.normalization == "as_stored" else data.normalization
 
 
 def normalize_input(image: np.ndarray, data: DataConfig) -> np.ndarray:
     """A whole raw image as the network sees it: what the package's preprocessing does."""
-    return normalize(image, _whole_image_method(data), data.input_percentiles)
+    return normalize(image, whole_image_method(data), data.input_percentiles)
 
 
 def normalize_target(image: np.ndarray, data: DataConfig) -> np.ndarray:
     """A whole raw training target; predictions come out on this scale."""
-    return normalize(image, _whole_image_method(data), data.target_percentiles)
+    return normalize(image, whole_image_method(data), data.target_percentiles)

@@ -1,4 +1,5 @@
 """Training pairs from a folder (source/ + target/), a CSV of pairs, or a CSBDeep .npz, checked up front.
+Zarr / OME-Zarr images in a folder or CSV are read lazily, patch by patch (data/lazy.py).
 
 Every problem is a UserError naming the file and the fix, raised before any training starts.
 """
@@ -14,16 +15,19 @@ import numpy as np
 
 from ..config import Spec
 from ..errors import UserError
+from ..predict.files import is_zarr
 from .io import image_stem, is_image_file, read_image
+from .lazy import LazyImage, open_lazy
+from .normalization import whole_image_method
 
 
 @dataclass
 class ImagePair:
-    """One source image (input_dims axes) and its target (output_dims axes), raw values."""
+    """One source image (input_dims axes) and its target (output_dims axes), raw values (in memory or lazy)."""
 
     name: str
-    source: np.ndarray
-    target: np.ndarray
+    source: np.ndarray | LazyImage
+    target: np.ndarray | LazyImage
 
 
 @dataclass
@@ -38,10 +42,10 @@ def _folder_pairs(root: Path) -> list[tuple[str, Path, Path]]:
     for folder in (source_dir, target_dir):
         if not folder.is_dir():
             raise UserError(f"{root} has no {folder.name}/ folder; put inputs in {root}/source and targets in {root}/target")
-    sources = {image_stem(p): p for p in sorted(source_dir.iterdir()) if is_image_file(p)}
-    targets = {image_stem(p): p for p in sorted(target_dir.iterdir()) if is_image_file(p)}
+    sources = {image_stem(p): p for p in sorted(source_dir.iterdir()) if is_image_file(p) or is_zarr(p)}
+    targets = {image_stem(p): p for p in sorted(target_dir.iterdir()) if is_image_file(p) or is_zarr(p)}
     if not sources and not targets:
-        raise UserError(f"no images (.tif, .tiff, .npy) in {source_dir} or {target_dir}")
+        raise UserError(f"no images (.tif, .tiff, .npy, OME-Zarr) in {source_dir} or {target_dir}")
     alone = sorted(set(sources) ^ set(targets))
     if alone:
         listing = ", ".join(f"{('source/' if n in sources else 'target/')}{n}" for n in alone[:10])
@@ -94,8 +98,13 @@ def _npz_pairs(path: Path) -> list[ImagePair]:
     return pairs
 
 
+def _read(path: Path) -> np.ndarray | LazyImage:
+    return open_lazy(path) if is_zarr(path) else read_image(path)
+
+
 def check_pairs(pairs: Sequence[ImagePair], spec: Spec, where: str, are_patches: bool = False) -> None:
-    """Dimensionality, shape agreement, finiteness and size against the patch; the first problem raises."""
+    """Dimensionality, shape agreement, finiteness and size against the patch; the first problem raises.
+    Lazy images are checked for NaN by the streamed pass that measures their normalization."""
     in_dims, out_dims = spec.model.input_dims, spec.model.output_dims
     patch = spec.data.patch_size
     for pair in pairs:
@@ -109,12 +118,15 @@ def check_pairs(pairs: Sequence[ImagePair], spec: Spec, where: str, are_patches:
         if pair.source.shape[in_dims - out_dims:] != pair.target.shape:
             raise UserError(f"{label}: input {pair.source.shape} and target {pair.target.shape} differ in size; "
                             "register and crop them to the same grid")
-        for role, array in (("input", pair.source), ("target", pair.target)):
-            if not np.isfinite(array).all():
-                raise UserError(f"{label}: the {role} contains NaN or Inf values; fix or remove the image")
         if any(s < p for s, p in zip(pair.source.shape, patch)):
             hint = "set data.patch_size to the patches' size" if are_patches else "use a smaller data.patch_size"
             raise UserError(f"{label}: image {pair.source.shape} is smaller than the patch {patch}; {hint}")
+        for role, array, percentiles in (("input", pair.source, spec.data.input_percentiles),
+                                         ("target", pair.target, spec.data.target_percentiles)):
+            if isinstance(array, LazyImage):
+                array.measure(whole_image_method(spec.data), percentiles)  # reads it all once; cached for training
+            elif not np.isfinite(array).all():
+                raise UserError(f"{label}: the {role} contains NaN or Inf values; fix or remove the image")
 
 
 def load_pairs(data: str | Path, spec: Spec) -> PairedData:
@@ -128,7 +140,7 @@ def load_pairs(data: str | Path, spec: Spec) -> PairedData:
         are_patches = True
     else:
         listed = _csv_pairs(path) if path.suffix.lower() == ".csv" else _folder_pairs(path)
-        pairs = [ImagePair(name, read_image(source), read_image(target)) for name, source, target in listed]
+        pairs = [ImagePair(name, _read(source), _read(target)) for name, source, target in listed]
         description = f"{len(pairs)} image pairs from {path.name}"
         are_patches = False
     if not pairs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from .. import __version__
 from ..atomic import write_text_atomically
 from ..config import CARE_PREDICTION_PERCENTILES, Provenance, Spec
 from ..data.io import write_tiff
+from ..data.lazy import LazyImage
 from ..data.normalization import normalize_input, normalize_target
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
@@ -163,9 +164,16 @@ def _prepare(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: s
             run.clear()
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         write_text_atomically(run.spec, dump_spec(spec))
-        for path, image in zip(run.validation_sample, (val_pairs[0].source, val_pairs[0].target)):
+        first = _in_memory(val_pairs[:1], spec.data.patch_size)[0]
+        for path, image in zip(run.validation_sample, (first.source, first.target)):
             write_tiff(path, image)
-    return spec, run, _normalized(train_pairs, spec), _normalized(val_pairs, spec), start
+    return spec, run, _normalized(train_pairs, spec), _in_memory(_normalized(val_pairs, spec), spec.data.patch_size), start
+
+
+def _in_memory(pairs: list[ImagePair], patch: Sequence[int]) -> list[ImagePair]:
+    """Validation pairs in memory: of Zarr volumes, a central crop each (data/lazy.py), whole images predicted."""
+    return [ImagePair(p.name, *[a.preview(tuple(patch)) if isinstance(a, LazyImage) else a for a in (p.source, p.target)])
+            for p in pairs]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from bioimageio.core.common import MemberId
 from bioimageio.core.sample import Sample
 from bioimageio.core.stat_measures import SampleMean, SampleQuantile, SampleStd
 
+from gvtnet_zoo.data import streamed_stats
 from gvtnet_zoo.predict import stats
 
 DIMS = ["batch", "channel", "y", "x"]
@@ -46,7 +47,7 @@ def test_quantiles_mean_and_std_equal_the_whole_array(kind: str, monkeypatch: py
         array[0, 0, ::7, ::5] = 100.0
         array[0, 0, 3, 4], array[0, 0, 50, 2] = -1e6, 3e7
         dtype = "float32"
-        monkeypatch.setattr(stats, "SORT_LIMIT", 50)  # force the narrowing passes on this small array
+        monkeypatch.setattr(streamed_stats, "SORT_LIMIT", 50)  # force the narrowing passes on this small array
     measures = _measures(None)
     found = stats.streamed_statistics(measures, _passes(array, 10), DIMS, dtype)
     expected = _core(array, measures)

@@ -1,0 +1,110 @@
+"""Training images larger than memory: OME-Zarr / Zarr volumes read patch by patch.
+
+A ``LazyImage`` looks like the arrays the patch sampler crops from (``shape``, ``ndim``, ``size``,
+slicing gives float32 numpy), with singleton t and c axes dropped as ``read_image`` drops them. Its
+normalization is the same per-image percentile or z-score as in memory, from exact statistics of one
+streamed pass over the volume, which also refuses NaN and Inf (data/streamed_stats.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import UserError
+from .streamed_stats import Moments, integer_low, quantiles
+
+EPS = 1e-6  # as data/normalization.py
+PREVIEW_PATCHES = 4  # validation images of Zarr data: a central crop of this many patches per axis
+
+
+class LazyImage:
+    """A Zarr array as float32 (Z, Y, X) or (Y, X), read where sliced; normalized as (x - offset) / divisor."""
+
+    def __init__(self, source: Any, offset: float = 0.0, divisor: float = 1.0) -> None:
+        self.source, self.offset, self.divisor = source, offset, divisor
+        extra = [(a, s) for a, s in zip(source.axes, source.shape) if a in "tc" and s != 1]
+        if extra:
+            raise UserError(f"{source.name}: a training volume has one time point and one channel; it has "
+                            f"{', '.join(f'{a} of {s}' for a, s in extra)}")
+        self.axes = "".join(a for a in source.axes if a not in "tc")
+        self.shape = tuple(s for a, s in zip(source.axes, source.shape) if a not in "tc")
+        self._array: Any = None
+        self._statistics: dict[tuple, tuple[float, float]] = {}
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open the store themselves
+        return {**self.__dict__, "_array": None}
+
+    def __getitem__(self, window: tuple[slice, ...]) -> np.ndarray:
+        if self._array is None:
+            self._array = self.source.open()
+        window = tuple(window) + (slice(None),) * (self.ndim - len(window))
+        index, spatial = [], iter(window)
+        for axis in self.source.axes:
+            index.append(0 if axis in "tc" else next(spatial))
+        block = np.asarray(self._array[tuple(index)], dtype=np.float32)
+        if self.offset == 0.0 and self.divisor == 1.0:
+            return block
+        return ((block - np.float32(self.offset)) / np.float32(self.divisor)).astype(np.float32)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        block = self[tuple(slice(None) for _ in self.shape)]
+        return block if dtype is None else block.astype(dtype)
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        rows = max(1, self.source.chunks[self.source.axes.index(self.axes[0])] if self.source.chunks else 1)
+        for start in range(0, self.shape[0], rows):
+            yield self[(slice(start, start + rows),)]
+
+    def normalized(self, method: str, percentiles: tuple[float, float]) -> "LazyImage":
+        """The same image, normalized as data/normalization.normalize would normalize it whole."""
+        offset, divisor = self.measure(method, percentiles)
+        return LazyImage(self.source, offset, divisor)
+
+    def measure(self, method: str, percentiles: tuple[float, float]) -> tuple[float, float]:
+        """(offset, divisor) of the normalization, from one streamed pass (more for float quantiles); NaN and
+        Inf refused with the file named."""
+        key = (method, tuple(percentiles))
+        if key in self._statistics:
+            return self._statistics[key]
+        moments = Moments()
+        for block in self._blocks():
+            if not np.isfinite(block).all():
+                raise UserError(f"{self.source.path}: contains NaN or Inf values; fix or remove the image")
+            moments.add(block)
+        if method == "zscore":
+            result = (moments.mean, float(np.sqrt(moments.var)) + EPS)
+        elif method == "percentile":
+            low_q, high_q = percentiles[0] / 100, percentiles[1] / 100
+            found = quantiles(self._blocks, [low_q, high_q], moments, integer_low(self.source.dtype))
+            result = (found[low_q], found[high_q] - found[low_q] + EPS)
+        else:
+            raise ValueError(f"unknown normalization {method!r}")
+        self._statistics[key] = result
+        return result
+
+    def preview(self, patch: tuple[int, ...]) -> np.ndarray:
+        """A central crop of up to PREVIEW_PATCHES patches per axis, in memory (validation metrics, samples)."""
+        window = []
+        for size, p in zip(self.shape, list(patch)[-self.ndim:]):
+            length = min(size, PREVIEW_PATCHES * p)
+            start = (size - length) // 2
+            window.append(slice(start, start + length))
+        return self[tuple(window)]
+
+
+def open_lazy(path: Path) -> LazyImage:
+    """An OME-Zarr image (full resolution) or Zarr array as a training image."""
+    from ..predict.volumes import open_volume
+
+    return LazyImage(open_volume(path))
