@@ -3,8 +3,8 @@
     python benchmarks/inference_modes.py --out benchmarks/results/inference_modes.md   # measures (fresh file)
     python benchmarks/performance_doc.py                                             # writes docs/performance.md
 
-The document carries the tables of ``benchmarks/results/inference_modes.md`` as that script wrote them
-(its command, machine and date included) and an index of the other results files by their titles; it
+The document carries the tables of ``benchmarks/results/inference_modes.md`` and ``big_volume.md`` as
+their scripts wrote them (command, machine and date included) and an index of the other results files by their titles; it
 adds no number or reading of its own. Each results file says which script and command produced it.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MAIN = "inference_modes.md"
+STREAMED = "big_volume.md"  # benchmarks/big_volume.py: carried whole too, when it has been run
 
 
 def _title(path: Path) -> str:
@@ -30,7 +31,12 @@ def render(results: Path = RESULTS) -> str:
     main = results / MAIN
     if not main.is_file():
         raise SystemExit(f"{main} is missing; run benchmarks/inference_modes.py --out {main.relative_to(ROOT)} first")
-    others = sorted(p for p in results.glob("*.md") if p.name != MAIN)
+    others = sorted(p for p in results.glob("*.md") if p.name not in (MAIN, STREAMED))
+    streamed = results / STREAMED
+    carried = [] if not streamed.is_file() else [
+        "", *[("#" + line) if line.startswith("#") else line for line in streamed.read_text().rstrip("\n").splitlines()], "",
+        "Streamed prediction (`gvtnet_zoo/predict/stream.py`) holds the model, a tile and its output per process; "
+        "the volume and its prediction stay on disk (OME-Zarr).", ""]
     lines = ["# Performance: gvtnet-zoo against its baselines", "",
              "Written by `python benchmarks/performance_doc.py` from `benchmarks/results/`; do not edit by hand. "
              "Ratios come from rows measured side by side in one run; absolute times mean something only from a GPU.",
@@ -38,7 +44,8 @@ def render(results: Path = RESULTS) -> str:
              "How the modes differ (`gvtnet_zoo/predict/global_context.py`): \"tiled\" runs every tile through the whole "
              "network, each GVTO attending to its own tile; \"global\" first runs, per GVTO, the tiles up to that GVTO "
              "and sums their keys and values, then runs every tile with each GVTO computing only its queries (its keys "
-             "and values are in the summed context), so its final pass allocates less per tile than a plain tile does.", "",
+             "and values are in the summed context), so its final pass allocates less per tile than a plain tile does.",
+             *carried, "",
              "## Other measurements", "",
              "Each file gives the command, machine and date of its measurement:", ""]
     lines += [f"- `benchmarks/results/{p.name}`: {_title(p)}" for p in others]

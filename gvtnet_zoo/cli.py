@@ -98,11 +98,16 @@ def streamed(args: argparse.Namespace) -> bool:
     """Zarr inputs, an OME-Zarr output or a Dask cluster: tiles streamed from and to disk."""
     from .predict.files import collect_inputs, is_zarr
 
+    if args.dask_workers is not None and args.dask is None:
+        args.dask = "local"
     if args.out_format == "ome-zarr" or args.dask is not None:
         return True
     if args.input:
         return False
-    inputs = collect_inputs(args.inputs)
+    try:
+        inputs = collect_inputs(args.inputs)
+    except UserError:
+        return False  # predict_files reports it, after the model
     if any(is_zarr(p) for p in inputs):
         return True
     if args.whole:
@@ -125,11 +130,17 @@ def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
     if args.input:
         raise UserError("streamed prediction (Zarr, --out-format ome-zarr, --dask) takes models with one input; "
                         "give the images as INPUT")
+    if args.dask not in (None, "local") and Path(args.dask).exists() and not Path(args.dask).is_file():
+        raise UserError(f"--dask took {args.dask} for the scheduler's address; put --dask after the inputs, "
+                        "or write --dask=ADDRESS")
+    if args.dask_workers is not None and (args.dask != "local" or args.dask_workers < 1):
+        raise UserError("--dask-workers sets the size of the local cluster: a number of at least 1, without an ADDRESS")
     tile = {"z": 2**31, "y": 2**31, "x": 2**31} if mode == "whole" else parse_tile(args.tile, 3)
     predict_volumes(args.model, collect_inputs(args.inputs), Path(args.out), weight_format=args.weight_format,
                     device=args.device, global_context=mode == "global", tile=tile,
                     halo=parse_tile(args.halo, 3, "--halo", minimum=0) or {}, axes=args.axes, level=args.level,
-                    overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask)
+                    overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask,
+                    dask_workers=args.dask_workers)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -211,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
                          help="run the tiles on a Dask cluster: a scheduler address or scheduler file; "
                               "alone, a local cluster with one worker per core (or GPU)")
+    predict.add_argument("--dask-workers", type=int, metavar="N",
+                         help="the local Dask cluster's worker processes (default: one per core, or per GPU)")
     predict.add_argument("--resume", action="store_true",
                          help="complete an interrupted OME-Zarr prediction, keeping the tiles already written")
     predict.add_argument("--allow-download", action="store_true",

@@ -57,13 +57,14 @@ def _merge_task(*parts: Any) -> Any:
 class DaskExecutor:
     """A client of an existing scheduler (address or scheduler file), or of a LocalCluster made here."""
 
-    def __init__(self, address: str, device: str, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, address: str, device: str, workers: Optional[int] = None,
+                 echo: Callable[[str], None] = print) -> None:
         from distributed import Client, LocalCluster
 
         self.cluster = None
         try:
             if address == "local":
-                workers = _local_workers(device)
+                workers = workers or _local_workers(device)
                 # one thread per worker, and one torch thread per worker: the workers are the parallelism
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})

@@ -33,13 +33,14 @@ IN_MEMORY_COPIES = 6
 @dataclass
 class StreamSummary:
     images: int
+    tiles: int  # predicted in this run (a resumed run skips those already written)
     voxels: int
     seconds: float
     workers: str
 
     def line(self) -> str:
         rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
-        return (f"predicted {self.images} image(s), {self.voxels:,} voxels in {self.seconds:.1f} s "
+        return (f"predicted {self.images} image(s), {self.tiles} tiles, {self.voxels:,} voxels in {self.seconds:.1f} s "
                 f"({rate:,.0f} voxels/s) on {self.workers}")
 
 
@@ -185,7 +186,8 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
 def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: Path, *, weight_format: Optional[str],
                     device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
                     axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
-                    dask: Optional[str], echo: Callable[[str], None] = print) -> StreamSummary:
+                    dask: Optional[str], dask_workers: Optional[int] = None,
+                    echo: Callable[[str], None] = print) -> StreamSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo)
@@ -193,7 +195,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
-    start, voxels, plans = clock.perf_counter(), 0, []
+    start, voxels, tiles_run, plans = clock.perf_counter(), 0, 0, []
     for job, descr in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
         state = _job_json(job, times)
@@ -203,7 +205,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
     if dask is not None:
         from .on_dask import DaskExecutor
 
-        executor = DaskExecutor(dask, device, echo)
+        executor = DaskExecutor(dask, device, dask_workers, echo)
     try:
         for job, descr, times, state, resuming in plans:
             if not resuming:
@@ -214,6 +216,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             todo = {t: [tile for tile in tiles if f"{t}-{tile.index}" not in done] for t in range(times)}
             todo = {t: remaining for t, remaining in todo.items() if remaining}
             total = sum(len(r) for r in todo.values())
+            tiles_run += total
             if resuming:
                 echo(f"{job.source.name}: resuming, {times * len(tiles) - total} of {times * len(tiles)} tiles already written")
             with tqdm(total=total, desc=f"  {job.source.name}", unit="tile", leave=False) as bar:
@@ -235,6 +238,6 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         workers = executor.describe() if executor is not None else "1 process"
         if executor is not None:
             executor.close()
-    summary = StreamSummary(len(jobs), voxels, clock.perf_counter() - start, workers)
+    summary = StreamSummary(len(jobs), tiles_run, voxels, clock.perf_counter() - start, workers)
     echo(summary.line())
     return summary
