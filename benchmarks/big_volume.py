@@ -6,7 +6,8 @@ A synthetic uint16 volume is written chunk by chunk as OME-Zarr (never whole in 
 CARE GVTNet (demo-gvtnet-care-denoise-3d, random-ish weights from a 3-step run: speed and memory do not
 depend on them) predicts it with `gvtnet-zoo predict`, each configuration a fresh command run inside a
 Linux memory cgroup (v1: memory.limit_in_bytes = --cap-mib; root needed) so the cap is a hard limit: a
-run over it is killed. Peak memory = the largest sum of VmRSS over all processes in the cgroup (the CLI
+run over it is killed. Rates are the CLI's own (its summary line): from after the Dask cluster is up to
+the last tile written, the statistics pass, each worker's model loading and the pyramid included. Peak memory = the largest sum of VmRSS over all processes in the cgroup (the CLI
 and its Dask workers), sampled every 0.1 s; the cgroup's own peak (memory.max_usage_in_bytes) counts the
 page cache of the files read and written too and is given beside it.
 """
@@ -122,10 +123,20 @@ def run_capped(command: list[str], cap: int, name: str) -> dict[str, float]:
         group.rmdir()
 
 
+def _tiles_and_seconds(summary: str) -> tuple[int, float]:
+    """From 'predicted 1 image(s), 16 tiles, 8,388,608 voxels in 14.9 s (...)'."""
+    tiles = int(summary.split(" tiles")[0].split()[-1])
+    seconds = float(summary.split(" voxels in ")[1].split(" s")[0])
+    return tiles, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="32x512x512,64x1024x512,128x1024x1024",
-                        help="ZxYxX volumes (uint16), the last 8x the first")
+    parser.add_argument("--sizes", default="32x512x512,32x1024x512,32x2048x1024",
+                        help="ZxYxX volumes (uint16), the last 8x the first; z within one tile keeps the tiles alike")
+    parser.add_argument("--runs", default="tiles,global,executors",
+                        help="what to run: tiles and global on every volume, executors (1 thread, Dask 1 and 2 "
+                             "workers) on the largest")
     parser.add_argument("--tile", default="32,192,192")
     parser.add_argument("--cap-mib", type=int, default=1536, help="the cgroup's memory limit")
     parser.add_argument("--work", type=Path, help="folder for volumes and outputs (default: a temporary one)")
@@ -142,37 +153,54 @@ def main() -> None:
         volume = work / f"v{'x'.join(map(str, shape))}.ome.zarr"
         write_volume(volume, shape)
         voxels = int(np.prod(shape))
-        configurations = {"tiles, 1 process": [], "global context, 1 process": ["--global-context"]}
-        if shape == sizes[0]:  # executors compared on the smallest volume
-            configurations.update({"tiles, 1 process, 1 thread": ["--threads1"], "tiles, Dask 1 worker": ["--dask-workers", "1"],
-                                   "tiles, Dask 2 workers": ["--dask-workers", "2"]})
+        runs = args.runs.split(",")
+        configurations = {name: flags for name, flags, run in [("tiles, 1 process", [], "tiles"),
+                                                               ("global context, 1 process", ["--global-context"], "global")]
+                          if run in runs}
+        if shape == sizes[-1] and "executors" in runs:  # executors compared on the most tiles, all on TorchScript
+            # (threads: PyTorch keeps to OMP_NUM_THREADS and the Dask workers' one thread; onnxruntime would not)
+            torchscript = ["--weight-format", "torchscript"]
+            configurations.update({"TorchScript, 1 process, 1 thread": ["--threads1", *torchscript],
+                                   "TorchScript, 1 process, 2 threads": torchscript,
+                                   "TorchScript, Dask 1 worker": ["--dask-workers", "1", *torchscript],
+                                   "TorchScript, Dask 2 workers": ["--dask-workers", "2", *torchscript]})
         for name, flags in configurations.items():
-            env_one = flags == ["--threads1"]
+            env_one = "--threads1" in flags
             command = [*CLI, "predict", str(package), str(volume), "--out", str(work / "out"), "--tile", args.tile,
-                       "--device", "cpu", "--overwrite", *([] if env_one else flags)]
+                       "--device", "cpu", "--overwrite", *[f for f in flags if f != "--threads1"]]
             if env_one:
                 command = ["env", "OMP_NUM_THREADS=1", *command]
             result = run_capped(command, cap, f"{shape[0]}-{len(timings)}")
             timings[(shape, name)] = result
-            tiles = int(result["summary"].split(" tiles")[0].split()[-1])
+            tiles, seconds = _tiles_and_seconds(result["summary"])
+            result["seconds"] = seconds
             rows.append(f"| {'x'.join(map(str, shape))} | {voxels * 2 / MiB:,.0f} MiB | {name} | "
-                        f"{tiles / result['seconds']:.2f} | {voxels / result['seconds']:,.0f} | "
+                        f"{tiles / seconds:.2f} | {voxels / seconds:,.0f} | "
                         f"{result['peak_rss'] / MiB:,.0f} MiB | {result['cgroup_peak'] / MiB:,.0f} MiB |")
             print(rows[-1], flush=True)
-    first = sizes[0]
-    base = timings[(first, "tiles, 1 process, 1 thread")]["seconds"]
-    one = timings[(first, "tiles, Dask 1 worker")]["seconds"]
-    tile_count = int(timings[(first, "tiles, Dask 1 worker")]["summary"].split(" tiles")[0].split()[-1])
-    peaks = [timings[(s, "tiles, 1 process")]["peak_rss"] for s in sizes]
+    first, last = sizes[0], sizes[-1]
     notes = [
         f"Cap: a cgroup v1 memory limit of {args.cap_mib} MiB on every command (the CLI and its Dask workers); "
-        f"largest volume {int(np.prod(sizes[-1])) * 2 / MiB:,.0f} MiB uint16 "
-        f"({int(np.prod(sizes[-1])) * 2 / cap:.1f}x the cap) plus {int(np.prod(sizes[-1])) * 4 / MiB:,.0f} MiB of float32 output.",
-        f"Peak RSS of plain tiles from the smallest to the largest volume ({int(np.prod(sizes[-1])) // int(np.prod(first))}x): "
-        + " -> ".join(f"{p / MiB:,.0f}" for p in peaks) + " MiB.",
-        f"Dask overhead: 1 worker against 1 process with 1 thread on {tile_count} tiles: "
-        f"{(one - base) / tile_count * 1000:+.0f} ms per tile (worker start-up included; {one:.1f} s vs {base:.1f} s).",
+        f"largest volume {int(np.prod(last)) * 2 / MiB:,.0f} MiB uint16 ({int(np.prod(last)) * 2 / cap:.1f}x the cap) "
+        f"plus {int(np.prod(last)) * 4 / MiB:,.0f} MiB of float32 output. Every run completed under it.",
+        "Peak RSS sums the processes' resident memory, so libraries shared by Dask workers count once per worker.",
     ]
+    for name in ("tiles, 1 process", "global context, 1 process"):
+        if len(sizes) > 1 and all((s, name) in timings for s in sizes):
+            peaks = [timings[(s, name)]["peak_rss"] for s in sizes]
+            notes.append(f"Peak RSS of {name} from the smallest to the largest volume "
+                         f"({int(np.prod(last)) // int(np.prod(first))}x): " + " -> ".join(f"{p / MiB:,.0f}" for p in peaks) + " MiB.")
+    if (last, "TorchScript, Dask 1 worker") in timings:
+        seconds = {name.split(", ", 1)[1]: timings[(last, name)]["seconds"] for shape, name in timings
+                   if shape == last and name.startswith("TorchScript")}
+        one, two = seconds["Dask 1 worker"], seconds["Dask 2 workers"]
+        tile_count = _tiles_and_seconds(timings[(last, "TorchScript, Dask 1 worker")]["summary"])[0]
+        notes += [f"Dask overhead (TorchScript): 1 worker against 1 process with 1 thread on {tile_count} tiles: "
+                  f"{(one - seconds['1 process, 1 thread']) / tile_count * 1000:+.0f} ms per tile ({one:.1f} s against "
+                  f"{seconds['1 process, 1 thread']:.1f} s; the worker's start-up and model loading included, the "
+                  "cluster's own start-up not).",
+                  f"2 Dask workers (one thread each) against 1 worker: {one / two:.2f}x the voxels/s; against 1 process "
+                  f"with 2 threads: {seconds['1 process, 2 threads'] / two:.2f}x."]
     command = "python benchmarks/big_volume.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     emit("\n".join([f"# Streamed prediction of large volumes ({date.today()})", "",
                     f"`{command}` on {platform.node() or 'this machine'} ({os.cpu_count()} cores, {platform.processor() or platform.machine()}).",

@@ -87,3 +87,30 @@ def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, devi
              "because --weight-format pytorch_state_dict was asked for")
     devices, label = _devices(chosen, device, local_rank)
     return ZooModel(descr, chosen, devices, label)
+
+
+def _missing_module(err: BaseException) -> Optional[str]:
+    """The name of the module a ModuleNotFoundError in ``err``'s chain of causes could not find."""
+    while err is not None:
+        if isinstance(err, ModuleNotFoundError):
+            return err.name
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def create_pipeline(model: ZooModel) -> Any:
+    """bioimageio.core's prediction pipeline; a state dict whose code needs a missing library is one UserError."""
+    from bioimageio.core import create_prediction_pipeline
+
+    try:
+        return create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
+                                          devices=model.devices)
+    except ImportError as err:  # bioimageio.core wraps the ModuleNotFoundError of the package's file
+        missing = _missing_module(err)
+        if missing is None:
+            raise
+        weights = getattr(model.descr.weights, model.weight_format, None)
+        environment = getattr(getattr(weights, "dependencies", None), "source", None) or getattr(weights, "dependencies", None)
+        where = f"the package's environment file {environment}" if environment else "the package's documentation"
+        raise UserError(f"the {model.weight_format} network needs the Python module {missing!r}, which is not installed "
+                        f"here; install what {where} lists, or use other weights (--weight-format)") from None

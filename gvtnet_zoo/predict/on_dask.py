@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -62,6 +63,7 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         self.cluster = None
+        started = time.perf_counter()
         try:
             if address == "local":
                 workers = workers or _local_workers(device)
@@ -76,7 +78,7 @@ class DaskExecutor:
         except OSError as err:
             raise UserError(f"--dask {address}: cannot reach the scheduler ({err}); check the address or "
                             "scheduler file") from None
-        echo(f"Dask: {self.describe()}")
+        echo(f"Dask: {self.describe()} (cluster up in {time.perf_counter() - started:.1f} s)")
 
     def describe(self) -> str:
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -93,18 +95,18 @@ class DaskExecutor:
 
         [shared] = self.client.scatter([job], broadcast=True)
         tiles = job.plan.tiles()
-        for time, remaining in todo.items():
+        for point, remaining in todo.items():
             # in a list: a dict would be scattered value by value, keyed by the measures, the same at every time point
-            [stat] = self.client.scatter([statistics(time)], broadcast=True)
+            [stat] = self.client.scatter([statistics(point)], broadcast=True)
             contexts: Optional[list[Any]] = None
             if job.global_context:
                 contexts = []
                 for index in range(job.gvtos):
-                    parts = [self.client.submit(_collect_task, shared, time, t, stat, index, list(contexts), pure=False)
+                    parts = [self.client.submit(_collect_task, shared, point, t, stat, index, list(contexts), pure=False)
                              for t in tiles]
                     contexts.append(self._tree_sum(parts))
                     bar.set_postfix_str(f"context {index + 1}")
-            futures = [self.client.submit(_predict_task, shared, time, tile, stat, contexts, pure=False) for tile in remaining]
+            futures = [self.client.submit(_predict_task, shared, point, tile, stat, contexts, pure=False) for tile in remaining]
             for finished in as_completed(futures):
                 finished.result()  # a task's error stops the run here
                 bar.update()

@@ -21,9 +21,10 @@ from tqdm import tqdm
 from ..atomic import refuse_to_replace
 from ..errors import UserError
 from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
-from .model import ZooModel, load_zoo_model
+from .model import ZooModel, create_pipeline, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
+from .tensors import axis_ids, axis_letters, channel_count
 from .tiling import default_tile, package_halo, predict_blended, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
@@ -49,40 +50,15 @@ class PredictionSummary:
                 f"({rate:,.0f} voxels/s) with {self.weight_format} weights on {self.device}")
 
 
-def _letters(tensor: Any) -> list[str]:
-    """The tensor's axes as letters of 'bczyx' (format 0.4 strings or 0.5 axis objects)."""
-    if isinstance(tensor.axes, str):
-        return list(tensor.axes)
-    letters = []
-    for axis in tensor.axes:
-        kind = getattr(axis, "type", "")
-        letter = {"batch": "b", "channel": "c"}.get(kind, str(axis.id))
-        if letter not in "bczyx" or kind in ("time", "index"):
-            raise UserError(f"the model's axis {axis.id!r} ({kind}) is not one gvtnet-zoo can fill from image files")
-        letters.append(letter)
-    return letters
-
-
-def _channel_count(tensor: Any) -> Optional[int]:
-    """How many channels a format 0.5 input names (None for format 0.4 or without a channel axis)."""
-    if isinstance(tensor.axes, str):
-        return None
-    return next((len(a.channel_names) for a in tensor.axes if getattr(a, "type", "") == "channel"), None)
-
-
 def _check_channels(tensor: Any, array: np.ndarray, letters: list[str], name: str) -> None:
     """A format 0.5 input names its channels; the image must have that many."""
-    expected = _channel_count(tensor)
+    expected = channel_count(tensor)
     if expected is None or "c" not in letters:
         return
     found = array.shape[letters.index("c")]
     if found != expected:
         raise UserError(f"{name} has {found} channel(s) but the model takes {expected}; "
                         "give --axes if an axis was taken for channels by mistake (e.g. --axes zyx)")
-
-
-def _axis_ids(tensor: Any) -> list[Any]:
-    return list(tensor.axes) if isinstance(tensor.axes, str) else [a.id for a in tensor.axes]
 
 
 def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
@@ -155,39 +131,12 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     tensor, output = model.descr.inputs[0], model.descr.outputs[0]
     original = pad_to_valid(model.descr, sample)
     pipeline.apply_preprocessing(sample)
-    image = sample.members[tensor.id].transpose(_axis_ids(tensor)).data.to_numpy().astype(np.float32)
+    image = sample.members[tensor.id].transpose(axis_ids(tensor)).data.to_numpy().astype(np.float32)
     predicted = network.predict(image, tile, name)
-    result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=_axis_ids(output))}, stat=sample.stat,
+    result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=axis_ids(output))}, stat=sample.stat,
                     id=sample.id)
     pipeline.apply_postprocessing(result)
     return crop_outputs(model.descr, result, original)
-
-
-def _missing_module(err: BaseException) -> Optional[str]:
-    """The name of the module a ModuleNotFoundError in ``err``'s chain of causes could not find."""
-    while err is not None:
-        if isinstance(err, ModuleNotFoundError):
-            return err.name
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def _pipeline(model: ZooModel) -> Any:
-    """bioimageio.core's prediction pipeline; a state dict whose code needs a missing library is one UserError."""
-    from bioimageio.core import create_prediction_pipeline
-
-    try:
-        return create_prediction_pipeline(bioimageio_model=model.descr, weight_format=model.weight_format,
-                                          devices=model.devices)
-    except ImportError as err:  # bioimageio.core wraps the ModuleNotFoundError of the package's file
-        missing = _missing_module(err)
-        if missing is None:
-            raise
-        weights = getattr(model.descr.weights, model.weight_format, None)
-        environment = getattr(getattr(weights, "dependencies", None), "source", None) or getattr(weights, "dependencies", None)
-        where = f"the package's environment file {environment}" if environment else "the package's documentation"
-        raise UserError(f"the {model.weight_format} network needs the Python module {missing!r}, which is not installed "
-                        f"here; install what {where} lists, or use other weights (--weight-format)") from None
 
 
 def free_memory_bytes(devices: Sequence[str]) -> int:
@@ -260,12 +209,12 @@ def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -
     members, space, notes = {}, 0, []
     for input_id, path in files.items():
         tensor = tensors[input_id]
-        letters = _letters(tensor)
-        array, file_axes, note = read_with_axes(path, axes, letters, _channel_count(tensor))
+        letters = axis_letters(tensor)
+        array, file_axes, note = read_with_axes(path, axes, letters, channel_count(tensor))
         notes += [note] if note else []
         array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
         _check_channels(tensor, array, letters, path.name)
-        members[input_id] = Tensor.from_numpy(array, dims=_axis_ids(tensor))
+        members[input_id] = Tensor.from_numpy(array, dims=axis_ids(tensor))
         space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
     return members, space, notes
 
@@ -314,9 +263,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 
     def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
         for output, target, array in zip(model.descr.outputs, targets, arrays):
-            write_output(target, array, _letters(output))
+            write_output(target, array, axis_letters(output))
 
-    with (_processing_only(model.descr) if network is not None else _pipeline(model)) as pipeline, \
+    with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline, \
             BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
         for (files, targets), (members, space, notes) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",

@@ -33,7 +33,7 @@ def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str]
     for axis in kept_axes:
         sizes: list[int] = []
 
-        def per_part(part: int | None) -> Blocks:
+        def per_part(part: int | None, axis: str | None = axis) -> Blocks:
             def run() -> Iterator[np.ndarray]:
                 for block in passes():
                     yield block if part is None else np.take(block, part, axis=dims.index(axis))

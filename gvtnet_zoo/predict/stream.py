@@ -22,6 +22,7 @@ from .model import load_zoo_model
 from .ome_zarr_out import OutputImage, check_replace
 from .plan import TilePlan, plan_tiles
 from .stats import streamed_statistics
+from .tensors import axis_ids, axis_letters, channel_count
 from .tile_step import StreamJob, TileStep, read_tile, stat_measures
 from .tiling import default_tile, package_halo
 from .volumes import VolumeSource, open_volume
@@ -72,9 +73,7 @@ def too_large_for_memory(paths: Sequence[Path], free_bytes: int) -> list[Path]:
 
 
 def _letters(tensor: Any) -> str:
-    from .run import _letters as letters
-
-    return "".join(letters(tensor))
+    return "".join(axis_letters(tensor))
 
 
 def _check_fits(source: VolumeSource, letters: str, channels: Optional[int]) -> None:
@@ -134,8 +133,6 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
     from bioimageio.spec.model import v0_5
 
-    from .run import _axis_ids, _channel_count
-
     model = load_zoo_model(model_source, weight_format, device, lambda _: None, allow_download=allow_download)
     descr = model.descr
     if not isinstance(descr, v0_5.ModelDescr) or len(descr.inputs) != 1:
@@ -143,7 +140,7 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
                         "predict this model on TIFF files")
     tensor = descr.inputs[0]
     letters = _letters(tensor)
-    _check_fits(source, letters, _channel_count(tensor))
+    _check_fits(source, letters, channel_count(tensor))
     sizes = {str(a.id): source.shape[source.axes.index(str(a.id))] for a in tensor.axes if a.type == "space"}
     halos, gvtos = {**package_halo(descr), **halo}, 0
     if global_context:
@@ -156,12 +153,34 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     plan = plan_tiles(descr, sizes, tile or default_tile(descr, halos, DEFAULT_TILE), halos)
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), weight_format, device, allow_download, global_context, source, str(tensor.id),
-                     tuple(map(str, _axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
+                     tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
+
+
+def _dask_weights(model_source: str, dask: Optional[str], device: str, echo: Callable[[str], None]) -> Optional[str]:
+    """On Dask CPU workers, TorchScript when the package has it: onnxruntime sessions (as bioimageio.core makes
+    them) take every core each, so one worker per core would oversubscribe the machine; PyTorch keeps to the
+    worker's one thread."""
+    if dask is None or device.startswith("cuda"):
+        return None
+    from ..trust import read_description
+
+    descr = read_description(model_source)
+    if getattr(descr.weights, "torchscript", None) is None or device == "auto" and _cuda():
+        return None
+    echo("note: Dask CPU workers run the TorchScript weights, one thread each (give --weight-format to choose)")
+    return "torchscript"
+
+
+def _cuda() -> bool:
+    from ..devices import torch_cuda_available
+
+    return torch_cuda_available()
 
 
 def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
-    return {"model": job.model_source, "source": job.source.path, "dataset": job.source.dataset, "shape": job.source.shape,
-            "global_context": job.global_context, "time_points": time_points, "plan": job.plan.to_json()}
+    return {"model": job.model_source, "weights": job.weight_format, "source": job.source.path, "dataset": job.source.dataset,
+            "shape": job.source.shape, "global_context": job.global_context, "time_points": time_points,
+            "plan": job.plan.to_json()}
 
 
 def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm) -> None:
@@ -190,12 +209,13 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                     echo: Callable[[str], None] = print) -> StreamSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
+    weight_format = weight_format or _dask_weights(str(model_source), dask, device, echo)
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo)
             for s in sources]
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
-    start, voxels, tiles_run, plans = clock.perf_counter(), 0, 0, []
+    voxels, tiles_run, plans = 0, 0, []
     for job, descr in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
         state = _job_json(job, times)
@@ -206,6 +226,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         from .on_dask import DaskExecutor
 
         executor = DaskExecutor(dask, device, dask_workers, echo)
+    start = clock.perf_counter()  # after the cluster's start-up (DaskExecutor reports it), as a user's rate
     try:
         for job, descr, times, state, resuming in plans:
             if not resuming:
@@ -222,7 +243,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             with tqdm(total=total, desc=f"  {job.source.name}", unit="tile", leave=False) as bar:
                 if executor is not None:
                     array = job.source.open()
-                    executor.run(job, todo, bar, lambda time: statistics(job, descr, array, time))
+                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time))
                 else:
                     step = TileStep(job)
                     try:

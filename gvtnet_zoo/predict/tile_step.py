@@ -83,9 +83,9 @@ class TileStep:
 
             self.network = context_network_from_package(self.model.descr, str(choose_device(job.device)))
         else:
-            from .run import _pipeline
+            from .model import create_pipeline
 
-            self.pipeline = _pipeline(self.model)
+            self.pipeline = create_pipeline(self.model)
             self.pipeline.load()
 
     def _preprocessed(self, tile: Tile, time: int, stat: dict[Any, Any]) -> Any:

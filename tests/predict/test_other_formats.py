@@ -9,6 +9,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+import zarr
 from torch import nn
 
 from gvtnet_zoo.cli import main
@@ -69,6 +70,14 @@ def _predict(model: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) 
     return tifffile.imread(tmp / f"out-{name}" / f"{name}.tif")
 
 
+def _predict_streamed(model: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) -> np.ndarray:
+    """The same image streamed to OME-Zarr tile by tile (predict/stream.py)."""
+    tifffile.imwrite(tmp / f"{name}.tif", image.astype(np.float32))
+    assert main(["predict", str(model), str(tmp / f"{name}.tif"), "--out", str(tmp / f"zarr-{name}"),
+                 "--out-format", "ome-zarr", *flags]) == 0
+    return zarr.open_group(str(tmp / f"zarr-{name}" / f"{name}.ome.zarr"), mode="r")["0"][:]
+
+
 @pytest.mark.parametrize("shape", [(160, 144), (128, 128), (150, 131)])
 def test_fixed_size_models_are_tiled_over_larger_images(tmp_path: Path, shape: tuple[int, int],
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,6 +88,7 @@ def test_fixed_size_models_are_tiled_over_larger_images(tmp_path: Path, shape: t
     assert produced.shape == expected.shape == (1, *shape)
     # a halo (8) wider than the network's reach (2): the tiles agree with the whole image everywhere
     np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(_predict_streamed(package, image, tmp_path, "big"), expected, atol=1e-5, rtol=0)
     capsys.readouterr()
     assert main(["predict", str(package), str(tmp_path / "big.tif"), "--out", str(tmp_path / "w"), "--whole"]) == 2
     assert "fixed size" in capsys.readouterr().err
@@ -146,6 +156,8 @@ def test_outputs_at_another_resolution_are_tiled_in_output_coordinates(tmp_path:
     span = float(np.ptp(whole))
     # the far borders of an invalid size see mirrored padding in both; everything agrees
     np.testing.assert_allclose(tiled, whole, atol=1e-4 * span, rtol=0)
+    streamed = _predict_streamed(package, image, tmp_path, "s", "--tile", "48,48")
+    np.testing.assert_allclose(streamed, whole, atol=1e-5 * span, rtol=0)
 
 
 def test_a_halo_too_small_is_measured_once_and_override_removes_the_seams(tmp_path: Path,

@@ -181,3 +181,40 @@ def test_a_tiff_too_large_for_memory_is_streamed_not_read_whole(packages: dict[s
     monkeypatch.undo()
     assert main(["predict", str(packages["3d"]), str(tmp_path / "big.tif"), "--out", str(tmp_path / "mem")]) == 0
     assert sorted(p.name for p in (tmp_path / "mem").iterdir()) == ["big.tif"]
+
+
+def test_a_dask_worker_that_dies_loses_only_its_tiles(packages: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    volume = _volume(1, (8, 260, 240), seed=11)[0]
+    source = _ome_zarr(tmp_path / "v.ome.zarr", volume, "zyx", "0.5")
+    run = dict(weight_format=None, device="cpu", global_context=False, tile={"y": 72, "x": 72}, halo={}, axes=None,
+               level=None, overwrite=False, resume=False, allow_download=False, echo=lambda _: None)
+    predict_volumes(packages["3d"], [source], tmp_path / "single", dask=None, **run)
+    done_folder = tmp_path / "dask" / "v.ome.zarr.progress" / "done"
+    killed: list[int] = []
+
+    def kill_a_worker_after_three_tiles() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if done_folder.is_dir() and len(list(done_folder.iterdir())) >= 3:
+                # the local cluster's workers: processes its nannies (in this process) spawned
+                workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+                if workers:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                    killed.append(workers[0].pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker_after_three_tiles)
+    killer.start()
+    predict_volumes(packages["3d"], [source], tmp_path / "dask", dask="local", dask_workers=2, **run)
+    killer.join()
+    assert killed, "no worker was killed: the run ended first"
+    single = zarr.open_group(str(tmp_path / "single" / "v.ome.zarr"), mode="r")["0"][:]
+    # (Dask CPU workers run the TorchScript weights, the single process ONNX: equal to float precision)
+    _assert_close(zarr.open_group(str(tmp_path / "dask" / "v.ome.zarr"), mode="r")["0"][:], single)

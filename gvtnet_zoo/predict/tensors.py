@@ -1,0 +1,32 @@
+"""A model tensor's axes as gvtnet-zoo reads them: letters of 'bczyx', ids, and the channel count."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..errors import UserError
+
+
+def axis_letters(tensor: Any) -> list[str]:
+    """The tensor's axes as letters of 'bczyx' (format 0.4 strings or 0.5 axis objects)."""
+    if isinstance(tensor.axes, str):
+        return list(tensor.axes)
+    letters = []
+    for axis in tensor.axes:
+        kind = getattr(axis, "type", "")
+        letter = {"batch": "b", "channel": "c"}.get(kind, str(axis.id))
+        if letter not in "bczyx" or kind in ("time", "index"):
+            raise UserError(f"the model's axis {axis.id!r} ({kind}) is not one gvtnet-zoo can fill from image files")
+        letters.append(letter)
+    return letters
+
+
+def channel_count(tensor: Any) -> Optional[int]:
+    """How many channels a format 0.5 input names (None for format 0.4 or without a channel axis)."""
+    if isinstance(tensor.axes, str):
+        return None
+    return next((len(a.channel_names) for a in tensor.axes if getattr(a, "type", "") == "channel"), None)
+
+
+def axis_ids(tensor: Any) -> list[Any]:
+    return list(tensor.axes) if isinstance(tensor.axes, str) else [a.id for a in tensor.axes]
