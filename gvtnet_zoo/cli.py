@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--allow-download", action="store_true",
                       help="let the package's remote files be downloaded (sha256-checked); default: refused")
     test.set_defaults(handler=_test)
-    predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files through bioimageio.core")
+    predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files or OME-Zarr volumes")
     predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
     predict.add_argument("inputs", nargs="*", metavar="INPUT",
                          help="TIFF or .npy files, OME-Zarr or Zarr images, or folders of them")
