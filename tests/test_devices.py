@@ -45,6 +45,18 @@ def test_default_weights_follow_the_devices_that_work(monkeypatch: pytest.Monkey
     assert zoo_model.choose_weights(ALL, request_) == expected
 
 
+@pytest.mark.parametrize("onnx_cuda, torch_cuda, request_, expected", [
+    (False, False, "auto", "torchscript"),  # CPU workers: TorchScript keeps to its one thread
+    (False, False, "cpu", "torchscript"),
+    (True, True, "auto", "onnx"),           # a GPU per worker: the GPU rule as before
+])
+def test_one_thread_workers_take_torchscript_on_the_cpu(monkeypatch: pytest.MonkeyPatch, onnx_cuda: bool,
+                                                         torch_cuda: bool, request_: str, expected: str) -> None:
+    _machine(monkeypatch, onnx_cuda, torch_cuda)
+    assert zoo_model.choose_weights(ALL, request_, one_thread=True) == expected
+    assert zoo_model.choose_weights(["onnx", "pytorch_state_dict"], request_, one_thread=True) == "onnx"
+
+
 def test_onnx_only_packages_keep_onnx_and_state_dicts_are_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     _machine(monkeypatch, False, True)
     assert zoo_model.choose_weights(["onnx", "pytorch_state_dict"], "auto") == "onnx"

@@ -14,9 +14,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import UserError
+from .normalization import EPS
 from .streamed_stats import Moments, integer_low, quantiles
 
-EPS = 1e-6  # as data/normalization.py
 PREVIEW_PATCHES = 4  # validation images of Zarr data: a central crop of this many patches per axis
 
 

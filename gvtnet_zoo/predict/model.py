@@ -34,20 +34,24 @@ def _available(descr: Any) -> list[str]:
 
 
 def choose_weights(available: list[str], request: str, source: str | Path = "the model",
-                   code_origin: Optional[str] = None) -> str:
+                   code_origin: Optional[str] = None, one_thread: bool = False) -> str:
     """The weights to run when none were asked for: ONNX, else TorchScript; state dicts never by default.
 
     On a GPU request (auto or cuda) TorchScript on the GPU beats ONNX on the CPU, so it is taken when
-    onnxruntime's CUDA provider does not load here but torch's CUDA works.
+    onnxruntime's CUDA provider does not load here but torch's CUDA works. ``one_thread`` (a process among
+    several on one machine, e.g. a Dask worker): TorchScript on the CPU, which keeps to OMP_NUM_THREADS;
+    onnxruntime sessions as bioimageio.core creates them take every core.
     """
     runnable = [f for f in available if f != "pytorch_state_dict"]
     if not runnable:
         raise UserError(f"{source} only has pytorch_state_dict weights, whose network is Python code from "
                         f"{code_origin or 'the package'}; if you trust it, run it with --weight-format pytorch_state_dict")
     wants_gpu = request == "auto" or request.startswith("cuda")
-    if wants_gpu and runnable[0] == "onnx" and "torchscript" in runnable and not onnx_cuda_loads() \
-            and torch_cuda_available():
-        return "torchscript"
+    if runnable[0] == "onnx" and "torchscript" in runnable:
+        if wants_gpu and not onnx_cuda_loads() and torch_cuda_available():
+            return "torchscript"
+        if one_thread and not (wants_gpu and (onnx_cuda_loads() or torch_cuda_available())):
+            return "torchscript"
     return runnable[0]
 
 
@@ -68,7 +72,7 @@ def _devices(weight_format: str, request: str, local_rank: int) -> tuple[list[st
 
 
 def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, device: str = "auto",
-                   echo: Any = print, local_rank: int = 0, allow_download: bool = False) -> ZooModel:
+                   echo: Any = print, local_rank: int = 0, allow_download: bool = False, one_thread: bool = False) -> ZooModel:
     """Read and validate a package (zip, folder or rdf.yaml) and choose its weights and devices.
 
     A package naming remote files is refused unless ``allow_download`` (trust.py).
@@ -81,7 +85,10 @@ def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, devi
             raise UserError(f"{source} has no {weight_format} weights; it has {', '.join(available) or 'none we can run'}")
         chosen = weight_format
     else:
-        chosen = choose_weights(available, device, source, architecture_origin(descr))
+        chosen = choose_weights(available, device, source, architecture_origin(descr), one_thread)
+        if one_thread and chosen == "torchscript" and available[0] == "onnx":
+            echo("note: TorchScript weights, one thread per worker (onnxruntime would take every core in each); "
+                 "--weight-format chooses")
     if chosen == "pytorch_state_dict":
         echo(f"note: running the network code from {architecture_origin(descr)} "
              "because --weight-format pytorch_state_dict was asked for")

@@ -24,7 +24,7 @@ from .files import collect_inputs, output_path, read_with_axes, to_model_axes, w
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
-from .tensors import axis_ids, axis_letters, channel_count
+from .tensors import axis_ids, axis_letters, channel_count, check_channels
 from .tiling import default_tile, package_halo, predict_blended, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
@@ -38,27 +38,20 @@ DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
 
 @dataclass
 class PredictionSummary:
+    """The last line of a prediction run (files or streamed images alike)."""
+
     files: int
     voxels: int
     seconds: float
-    device: str
+    device: str  # the device, or the Dask workers
     weight_format: str
+    tiles: Optional[int] = None  # streamed runs: the tiles predicted in this run
 
     def line(self) -> str:
         rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
-        return (f"predicted {self.files} file(s), {self.voxels:,} voxels in {self.seconds:.1f} s "
+        tiles = f", {self.tiles} tiles" if self.tiles is not None else ""
+        return (f"predicted {self.files} file(s){tiles}, {self.voxels:,} voxels in {self.seconds:.1f} s "
                 f"({rate:,.0f} voxels/s) with {self.weight_format} weights on {self.device}")
-
-
-def _check_channels(tensor: Any, array: np.ndarray, letters: list[str], name: str) -> None:
-    """A format 0.5 input names its channels; the image must have that many."""
-    expected = channel_count(tensor)
-    if expected is None or "c" not in letters:
-        return
-    found = array.shape[letters.index("c")]
-    if found != expected:
-        raise UserError(f"{name} has {found} channel(s) but the model takes {expected}; "
-                        "give --axes if an axis was taken for channels by mistake (e.g. --axes zyx)")
 
 
 def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
@@ -213,7 +206,7 @@ def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -
         array, file_axes, note = read_with_axes(path, axes, letters, channel_count(tensor))
         notes += [note] if note else []
         array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
-        _check_channels(tensor, array, letters, path.name)
+        check_channels(tensor, array.shape, letters, path.name)
         members[input_id] = Tensor.from_numpy(array, dims=axis_ids(tensor))
         space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
     return members, space, notes

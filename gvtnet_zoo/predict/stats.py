@@ -21,14 +21,7 @@ def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str]
     from bioimageio.core import Tensor
 
     measures = list(measures)
-    kept_axes = set()
-    for measure in measures:
-        reduced = set(map(str, measure.axes)) if measure.axes is not None else set(dims)
-        kept = [d for d in dims if d not in reduced and d != "batch"]
-        if len(kept) > 1:
-            raise UserError(f"the package's preprocessing needs {measure.name} per {', '.join(kept)}; "
-                            "predict this image without --out-format ome-zarr / --dask")
-        kept_axes.add(kept[0] if kept else None)
+    kept_axes = {_kept(measure, dims) for measure in measures}
     values: dict[Any, Any] = {}
     for axis in kept_axes:
         sizes: list[int] = []
@@ -64,8 +57,12 @@ def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str]
 
 
 def _kept(measure: Any, dims: list[str]) -> str | None:
+    """The one axis (besides the batch) a measure keeps, e.g. per channel; None for a single number."""
     reduced = set(map(str, measure.axes)) if measure.axes is not None else set(dims)
     kept = [d for d in dims if d not in reduced and d != "batch"]
+    if len(kept) > 1:
+        raise UserError(f"the package's preprocessing needs {measure.name} per {', '.join(kept)}; "
+                        "predict this image without --out-format ome-zarr / --dask")
     return kept[0] if kept else None
 
 

@@ -9,7 +9,6 @@ come from passes over the volume block by block (predict/stats.py), and outputs 
 from __future__ import annotations
 
 import time as clock
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -18,31 +17,19 @@ from tqdm import tqdm
 
 from ..data.io import image_stem
 from ..errors import UserError
+from .files import to_model_axes
 from .model import load_zoo_model
 from .ome_zarr_out import OutputImage, check_replace
 from .plan import TilePlan, plan_tiles
+from .run import PredictionSummary
 from .stats import streamed_statistics
-from .tensors import axis_ids, axis_letters, channel_count
+from .tensors import axis_ids, axis_letters, check_channels
 from .tile_step import StreamJob, TileStep, read_tile, stat_measures
 from .tiling import default_tile, package_halo
 from .volumes import VolumeSource, open_volume
 
 DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
 IN_MEMORY_COPIES = 6
-
-
-@dataclass
-class StreamSummary:
-    images: int
-    tiles: int  # predicted in this run (a resumed run skips those already written)
-    voxels: int
-    seconds: float
-    workers: str
-
-    def line(self) -> str:
-        rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
-        return (f"predicted {self.images} image(s), {self.tiles} tiles, {self.voxels:,} voxels in {self.seconds:.1f} s "
-                f"({rate:,.0f} voxels/s) on {self.workers}")
 
 
 def output_name(source: Path) -> str:
@@ -76,19 +63,12 @@ def _letters(tensor: Any) -> str:
     return "".join(axis_letters(tensor))
 
 
-def _check_fits(source: VolumeSource, letters: str, channels: Optional[int]) -> None:
-    """Every axis of the volume must be one the model takes (t becomes its batch), or a singleton."""
-    for letter, size in zip(source.axes, source.shape):
-        if letter not in letters and letter != "t" and size != 1:
-            raise UserError(f"{source.name} has a {letter} axis of {size} but the model takes axes {letters}; "
-                            "give --axes or a matching image")
-    for letter in "zyx":
-        if letter in letters and letter not in source.axes:
-            raise UserError(f"{source.name} has axes {source.axes} but the model needs a {letter} axis; "
-                            "give an image of the model's dimensionality")
-    if channels is not None and "c" in source.axes and source.shape[source.axes.index("c")] != channels:
-        raise UserError(f"{source.name} has {source.shape[source.axes.index('c')]} channel(s) but the model takes "
-                        f"{channels}; give --axes if an axis was taken for channels by mistake")
+def _check_fits(source: VolumeSource, tensor: Any, letters: str) -> None:
+    """The volume's axes against the model's, with the checks and messages of in-memory files (no voxel read)."""
+    axes = source.axes.replace("t", "")  # t becomes the batch, one time point at a time
+    shape = tuple(s for a, s in zip(source.axes, source.shape) if a != "t")
+    view = to_model_axes(np.broadcast_to(np.float32(0), shape), axes, letters, source.name)
+    check_channels(tensor, view.shape, letters, source.name)
 
 
 def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) -> tuple[dict[str, OutputImage], dict]:
@@ -129,18 +109,21 @@ def statistics(job: StreamJob, descr: Any, array: Any, time: int) -> dict[Any, A
 
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
              global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
-             halo: dict[str, int]) -> tuple[StreamJob, Any]:
+             halo: dict[str, int], on_dask: bool = False,
+             echo: Callable[[str], None] = lambda _: None) -> tuple[StreamJob, Any]:
     """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
     from bioimageio.spec.model import v0_5
 
-    model = load_zoo_model(model_source, weight_format, device, lambda _: None, allow_download=allow_download)
+    # Dask CPU workers run one thread each: TorchScript, as onnxruntime sessions would each take every core
+    model = load_zoo_model(model_source, weight_format, device, echo, allow_download=allow_download,
+                           one_thread=on_dask)
     descr = model.descr
     if not isinstance(descr, v0_5.ModelDescr) or len(descr.inputs) != 1:
         raise UserError("streamed prediction (OME-Zarr, --dask) takes format 0.5 models with one input; "
                         "predict this model on TIFF files")
     tensor = descr.inputs[0]
     letters = _letters(tensor)
-    _check_fits(source, letters, channel_count(tensor))
+    _check_fits(source, tensor, letters)
     sizes = {str(a.id): source.shape[source.axes.index(str(a.id))] for a in tensor.axes if a.type == "space"}
     halos, gvtos = {**package_halo(descr), **halo}, 0
     if global_context:
@@ -152,29 +135,8 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
         gvtos = len(network.attentions)
     plan = plan_tiles(descr, sizes, tile or default_tile(descr, halos, DEFAULT_TILE), halos)
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
-    return StreamJob(str(model_source), weight_format, device, allow_download, global_context, source, str(tensor.id),
+    return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
-
-
-def _dask_weights(model_source: str, dask: Optional[str], device: str, echo: Callable[[str], None]) -> Optional[str]:
-    """On Dask CPU workers, TorchScript when the package has it: onnxruntime sessions (as bioimageio.core makes
-    them) take every core each, so one worker per core would oversubscribe the machine; PyTorch keeps to the
-    worker's one thread."""
-    if dask is None or device.startswith("cuda"):
-        return None
-    from ..trust import read_description
-
-    descr = read_description(model_source)
-    if getattr(descr.weights, "torchscript", None) is None or device == "auto" and _cuda():
-        return None
-    echo("note: Dask CPU workers run the TorchScript weights, one thread each (give --weight-format to choose)")
-    return "torchscript"
-
-
-def _cuda() -> bool:
-    from ..devices import torch_cuda_available
-
-    return torch_cuda_available()
 
 
 def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
@@ -206,12 +168,12 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                     device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
                     axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
                     dask: Optional[str], dask_workers: Optional[int] = None,
-                    echo: Callable[[str], None] = print) -> StreamSummary:
+                    echo: Callable[[str], None] = print) -> PredictionSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
-    weight_format = weight_format or _dask_weights(str(model_source), dask, device, echo)
-    jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo)
-            for s in sources]
+    jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo,
+                     on_dask=dask is not None, echo=echo if index == 0 else lambda _: None)
+            for index, s in enumerate(sources)]
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
@@ -259,6 +221,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         workers = executor.describe() if executor is not None else "1 process"
         if executor is not None:
             executor.close()
-    summary = StreamSummary(len(jobs), tiles_run, voxels, clock.perf_counter() - start, workers)
+    weights = "pytorch_state_dict (global context)" if global_context else jobs[0][0].weight_format
+    summary = PredictionSummary(len(jobs), voxels, clock.perf_counter() - start, workers, weights, tiles_run)
     echo(summary.line())
     return summary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ..errors import UserError
 
@@ -30,3 +30,14 @@ def channel_count(tensor: Any) -> Optional[int]:
 
 def axis_ids(tensor: Any) -> list[Any]:
     return list(tensor.axes) if isinstance(tensor.axes, str) else [a.id for a in tensor.axes]
+
+
+def check_channels(tensor: Any, shape: tuple[int, ...], letters: Sequence[str], name: str) -> None:
+    """A format 0.5 input names its channels; the image must have that many."""
+    expected = channel_count(tensor)
+    if expected is None or "c" not in letters:
+        return
+    found = shape[list(letters).index("c")]
+    if found != expected:
+        raise UserError(f"{name} has {found} channel(s) but the model takes {expected}; "
+                        "give --axes if an axis was taken for channels by mistake (e.g. --axes zyx)")

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import UserError
-from .files import TIFF_AXES, is_zarr
+from .files import TIFF_AXES, is_zarr, to_model_axes
 
 NGFF_AXIS_TYPES = {"time": "t", "channel": "c"}
 
@@ -148,10 +148,4 @@ def read_region(array: Any, source: VolumeSource, time: int, region: dict[str, t
     (letters of 'bczyx'; the batch axis is the time point, missing axes become singletons)."""
     index = tuple(time if a == "t" else slice(*region[a]) if a in region else slice(None) for a in source.axes)
     block = np.asarray(array[index], dtype=np.float32)
-    letters = [a for a in source.axes if a != "t"]
-    for letter in [a for a in letters if a not in model_axes]:  # a singleton the model lacks
-        block, letters = np.take(block, 0, axis=letters.index(letter)), [a for a in letters if a != letter]
-    for letter in model_axes:
-        if letter not in letters:
-            block, letters = block[np.newaxis], [letter, *letters]
-    return np.transpose(block, [letters.index(a) for a in model_axes])
+    return to_model_axes(block, source.axes.replace("t", ""), model_axes, source.name)
