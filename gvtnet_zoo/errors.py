@@ -11,3 +11,7 @@ class PackageFailed(Exception):
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training; last.pt holds the last finished step. Exit code 130."""
+
+
+class Cancelled(Exception):
+    """The user cancelled a prediction (the GUI's Cancel button); raised between tiles by a progress callback."""

@@ -36,7 +36,7 @@ from .cover import write_cover
 from .model_card import TASKS, citations, render_model_card, task_of, validation_table
 from .rdf import PackageFiles, build_description
 from .weights import export_onnx, script_model
-from .zoo_test import WEIGHT_FORMATS, format_results, run_zoo_tests
+from .zoo_test import WEIGHT_FORMATS, FormatResult, format_results, run_zoo_tests
 
 MAX_TEST_SIZE = {2: (512, 512), 3: (64, 256, 256)}  # test tensors stay small enough to ship and to run in Fiji
 CHECK_TOLERANCE = 1e-4  # each weight file against the eager network, relative to the output's range
@@ -174,10 +174,12 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
                 weight_formats: Optional[Sequence[str]] = None, name: Optional[str] = None,
                 description: Optional[str] = None, authors: Sequence[str] = (), license_id: Optional[str] = None,
                 sample: Optional[str | Path] = None, overwrite: bool = False,
-                echo: Callable[[str], None] = print) -> Path:
+                echo: Callable[[str], None] = print,
+                tested: Callable[[list[FormatResult]], None] = lambda results: None) -> Path:
     """Write ``out`` (a .zip) from the run folder ``run_path``; raises UserError or PackageFailed.
 
     An existing ``out`` (or the NAME.failed.zip a failing package is kept as) is replaced only with ``overwrite``.
+    ``tested`` hears the zoo's test result per weight format, pass or fail.
     """
     run, out = RunDir(Path(run_path)), Path(out)
     if out.suffix != ".zip":
@@ -234,6 +236,7 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         built = _save(descr, work / "package.zip")
         plain_file_references(built)
         results = run_zoo_tests(built, formats)
+        tested(results)
         passed = all(r.passed for r in results)
         final = out if passed else _failed_path(out)
         shutil.move(str(built), str(final.with_name(f".{final.name}.tmp")))

@@ -64,26 +64,34 @@ def read_with_axes(path: Path, override: Optional[str], model_axes: Sequence[str
                 array, meta = series.asarray(), series.axes
     except Exception as err:  # noqa: BLE001 - broken files raise many kinds
         raise UserError(f"cannot read {path} ({type(err).__name__}: {err}); replace or remove it") from None
+    axes, note = guess_axes(array.shape, override, meta, model_axes, channels, path.name)
+    return array, axes, note
+
+
+def guess_axes(shape: Sequence[int], override: Optional[str], meta: Optional[str], model_axes: Sequence[str],
+               channels: Optional[int], name: str) -> tuple[str, str]:
+    """(the axes of an array of ``shape`` as letters of 'bczyx', a note on a guess or ''): see read_with_axes;
+    ``meta`` is the file's own axes (tifffile letters) or None."""
+    ndim = len(shape)
     if override:
         axes = override.lower()
-        if len(axes) != array.ndim or set(axes) - set("bczyx") or len(set(axes)) != len(axes):
-            raise UserError(f"--axes {override!r} does not fit {path.name} of shape {array.shape}; "
-                            f"give {array.ndim} distinct letters of bczyx")
-        return array, axes, ""
-    if meta and len(meta) == array.ndim and all(TIFF_AXES.get(a) for a in meta):
+        if len(axes) != ndim or set(axes) - set("bczyx") or len(set(axes)) != len(axes):
+            raise UserError(f"--axes {override!r} does not fit {name} of shape {tuple(shape)}; "
+                            f"give {ndim} distinct letters of bczyx")
+        return axes, ""
+    if meta and len(meta) == ndim and all(TIFF_AXES.get(a) for a in meta):
         axes = "".join(TIFF_AXES[a] for a in meta)
         if len(set(axes)) == len(axes):
-            return array, axes, ""
-    if array.ndim == len(model_axes):
-        return array, "".join(model_axes), ""
-    if array.ndim == 3 and "z" not in model_axes and "c" in model_axes and (channels or 0) > 1 \
-            and array.shape[0] == channels:
-        return array, "cyx", (f"{path.name}: its leading axis of {channels} is read as the model's {channels} channels "
-                              "(the model has no z axis); give --axes to say otherwise")
+            return axes, ""
+    if ndim == len(model_axes):
+        return "".join(model_axes), ""
+    if ndim == 3 and "z" not in model_axes and "c" in model_axes and (channels or 0) > 1 and shape[0] == channels:
+        return "cyx", (f"{name}: its leading axis of {channels} is read as the model's {channels} channels "
+                       "(the model has no z axis); give --axes to say otherwise")
     by_ndim = {2: "yx", 3: "zyx", 4: "czyx", 5: "bczyx"}
-    if array.ndim not in by_ndim:
-        raise UserError(f"{path.name} has {array.ndim} axes {array.shape}; give --axes to say which is which")
-    return array, by_ndim[array.ndim], ""
+    if ndim not in by_ndim:
+        raise UserError(f"{name} has {ndim} axes {tuple(shape)}; give --axes to say which is which")
+    return by_ndim[ndim], ""
 
 
 def to_model_axes(array: np.ndarray, axes: str, model_axes: Sequence[str], name: str) -> np.ndarray:

@@ -33,6 +33,7 @@ from ..models.halo import tiling_halo
 from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..models.probe import probe
 from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
+from ..progress import Progress, no_progress
 
 Window = tuple[int, int, int, int]  # core start, core end, tile start, tile end (input voxels)
 
@@ -123,12 +124,14 @@ class ContextNetwork:
         with torch.no_grad(), _contexts(self.attentions if contexts else [], contexts or [], None):
             return self.network(self._input(block)).cpu().numpy()
 
-    def predict(self, image: np.ndarray, tile: dict[str, int], progress: str = "", global_context: bool = True) -> np.ndarray:
+    def predict(self, image: np.ndarray, tile: dict[str, int], name: str = "", global_context: bool = True,
+                progress: Progress = no_progress) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
         ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole, and
         so does the z of a 3D-to-2D projection model (its output is (B, C_out, Y, X)).
         ``global_context=False`` lets each tile attend to itself only (plain tiling, for comparison).
+        ``progress`` hears (done, total) tile passes, collecting passes included.
         """
         step = self.spec.model.size_step()
         axes = "zyx"[3 - len(step):]
@@ -140,18 +143,20 @@ class ContextNetwork:
         passes = len(self.attentions) if global_context else 0
         contexts: list[AttentionContext] = []
         output: np.ndarray | None = None
-        bar = tqdm(total=len(tiles) * (passes + 1), desc=f"  {progress} global context", unit="tile",
-                   leave=False, disable=len(tiles) < 2)
+        total = len(tiles) * (passes + 1)
+        bar = tqdm(total=total, desc=f"  {name} global context", unit="tile", leave=False, disable=len(tiles) < 2)
         with bar:
             for index in range(passes):
                 parts = []
                 for combo in tiles:
+                    progress(bar.n, total)
                     bar.update()
                     block = image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])]
                     parts.append(self.collect_tile(block, [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo],
                                                    index, contexts))
                 contexts.append(merge_contexts(parts))
             for combo in tiles:
+                progress(bar.n, total)
                 bar.update()
                 y = self.predict_tile(image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])],
                                       contexts if global_context else None)
@@ -161,6 +166,7 @@ class ContextNetwork:
                 inner = (slice(None), slice(None), *[slice(c0 - t0, c1 - t0) for c0, c1, t0, _ in core])
                 output[(slice(None), slice(None), *[slice(c0, c1) for c0, c1, _, _ in core])] = y[inner]
         assert output is not None
+        progress(total, total)
         return output
 
 

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from ..atomic import refuse_to_replace
 from ..errors import UserError
-from .files import collect_inputs, output_path, read_with_axes, to_model_axes, write_output
+from ..progress import Progress, no_progress
+from .files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
@@ -84,7 +85,7 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
 
 
 def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str,
-                   halo_override: dict[str, int], warn: Callable[[str], None]) -> Any:
+                   halo_override: dict[str, int], warn: Callable[[str], None], progress: Progress) -> Any:
     """Blended tiles (predict/tiling.py), several inputs alike when they share one grid; otherwise
     bioimageio.core's blocks, each padded by the output halo, halos cropped when stitching. ``tile`` None:
     DEFAULT_TILE, grown where the halo needs it."""
@@ -96,13 +97,14 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
     halo = {**package_halo(model.descr), **halo_override}
     tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
     if same_grid(model.descr, sample):
-        result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn)
+        result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn, progress)
         return crop_outputs(model.descr, result, original)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
     last = None
-    for last in tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False):
-        pass
+    for done, last in enumerate(tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False)):
+        progress(done, total)
+    progress(total, total)
     return crop_outputs(model.descr, last.sample, original)
 
 
@@ -116,7 +118,7 @@ def _processing_only(descr: Any) -> Iterator[Any]:
 
 
 def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", sample: Any, tile: dict[str, int],
-                    name: str) -> Any:
+                    name: str, progress: Progress) -> Any:
     """The package's own pre- and postprocessing on the whole sample; the network's forward by global context."""
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
@@ -125,7 +127,7 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     original = pad_to_valid(model.descr, sample)
     pipeline.apply_preprocessing(sample)
     image = sample.members[tensor.id].transpose(axis_ids(tensor)).data.to_numpy().astype(np.float32)
-    predicted = network.predict(image, tile, name)
+    predicted = network.predict(image, tile, name, progress=progress)
     result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=axis_ids(output))}, stat=sample.stat,
                     id=sample.id)
     pipeline.apply_postprocessing(result)
@@ -193,23 +195,99 @@ def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
     return named
 
 
-def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int, list[str]]:
-    """One sample's input tensors (in the model's axes, float32), its largest number of space voxels, and notes
-    on how axes were guessed."""
+def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str]]) -> tuple[dict[str, Any], int]:
+    """One sample's input tensors from {input id: (array, its axes as letters of bczyx, its name for messages)}
+    (in the model's axes, float32), and its largest number of space voxels. Files and napari layers alike."""
     from bioimageio.core import Tensor
 
     tensors = dict(zip(model.input_ids, model.descr.inputs))
-    members, space, notes = {}, 0, []
-    for input_id, path in files.items():
+    members, space = {}, 0
+    for input_id, (array, axes, name) in arrays.items():
         tensor = tensors[input_id]
         letters = axis_letters(tensor)
-        array, file_axes, note = read_with_axes(path, axes, letters, channel_count(tensor))
-        notes += [note] if note else []
-        array = to_model_axes(array, file_axes, letters, path.name).astype(np.float32)
-        check_channels(tensor, array.shape, letters, path.name)
+        array = to_model_axes(np.asarray(array), axes, letters, name).astype(np.float32)
+        check_channels(tensor, array.shape, letters, name)
         members[input_id] = Tensor.from_numpy(array, dims=axis_ids(tensor))
         space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
+    return members, space
+
+
+def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int, list[str]]:
+    """One sample's input tensors read from files, its largest number of space voxels, and notes on how axes
+    were guessed."""
+    tensors = dict(zip(model.input_ids, model.descr.inputs))
+    arrays, notes = {}, []
+    for input_id, path in files.items():
+        tensor = tensors[input_id]
+        array, file_axes, note = read_with_axes(path, axes, axis_letters(tensor), channel_count(tensor))
+        notes += [note] if note else []
+        arrays[input_id] = (array, file_axes, path.name)
+    members, space = sample_members(model, arrays)
     return members, space, notes
+
+
+@dataclass
+class Predictor:
+    """A loaded model and how to run it: one pipeline (or context network) for every sample."""
+
+    model: ZooModel
+    pipeline: Any
+    network: Optional["ContextNetwork"]
+    mode: str  # auto, whole, tile or global
+    tile: Optional[dict[str, int]]
+    halo: dict[str, int]
+    whole_limit: int  # auto: the most space voxels predicted at once
+    warn: Callable[[str], None]
+
+    def predict(self, members: dict[str, Any], space: int, name: str,
+                progress: Progress = no_progress) -> dict[str, np.ndarray]:
+        """{output id: array in the output's axes} of one sample (``sample_members``); ``progress`` hears tiles."""
+        from bioimageio.core.digest_spec import create_sample_for_model
+
+        model = self.model
+        sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
+        if self.network is not None:
+            result = _predict_global(self.pipeline, model, self.network, sample, self.tile or DEFAULT_TILE, name, progress)
+        elif self.mode == "tile" or (self.mode == "auto" and (space > self.whole_limit
+                                                              or exceeds_fixed_size(model.descr, sample))):
+            result = _predict_tiled(self.pipeline, model, sample, self.tile, name, self.halo, self.warn, progress)
+        else:
+            progress(0, 1)
+            result = _predict_whole(self.pipeline, model, sample)
+            progress(1, 1)
+        return {o: result.members[o].data.to_numpy() for o in model.output_ids}
+
+    @property
+    def device_label(self) -> str:
+        return str(next(self.network.network.parameters()).device) if self.network else self.model.device_label
+
+    @property
+    def weights_label(self) -> str:
+        return "pytorch_state_dict (global context)" if self.network is not None else self.model.weight_format
+
+
+@contextmanager
+def open_predictor(model: ZooModel, mode: str, device: str, tile: Optional[str], halo: Optional[str],
+                   echo: Callable[[str], None], local_rank: int = 0) -> Iterator[Predictor]:
+    """The model's prediction pipeline (global: the package's processing and the context network), created once."""
+    network = None
+    if mode == "global":
+        from ..devices import choose_device
+        from .global_context import context_network_from_package
+
+        network = context_network_from_package(model.descr, str(choose_device(device, local_rank)))
+    tile_sizes = parse_tile(tile, 3)
+    halo_sizes = parse_tile(halo, 3, "--halo", minimum=0) or {}
+    warned: list[str] = []
+
+    def warn_once(line: str) -> None:  # the halo check: once per run, not once per file
+        if not warned:
+            warned.append(line)
+            echo(line)
+
+    whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
+    with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline:
+        yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, warn_once)
 
 
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
@@ -222,10 +300,9 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
     The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
     """
-    from bioimageio.core.digest_spec import create_sample_for_model
-
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    model = load_zoo_model(model_source, weight_format, device, echo, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    model = load_zoo_model(model_source, weight_format, device, echo, local_rank=local_rank,
                            allow_download=allow_download)
     samples = _match_samples(model, inputs, named_inputs or {})[rank::world]  # under torchrun: every world-th
     out_dir = Path(out_dir)
@@ -233,22 +310,6 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     first_input = model.input_ids[0]
     planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
     refuse_to_replace([p for paths in planned for p in paths], overwrite)
-    network = None
-    if mode == "global":
-        from ..devices import choose_device
-        from .global_context import context_network_from_package
-
-        network = context_network_from_package(model.descr, str(choose_device(device, int(os.environ.get("LOCAL_RANK", "0")))))
-    tile_sizes = parse_tile(tile, 3)
-    halo_sizes = parse_tile(halo, 3, "--halo", minimum=0) or {}
-    warned: list[str] = []
-
-    def warn_once(line: str) -> None:  # the halo check: once per run, not once per file
-        if not warned:
-            warned.append(line)
-            echo(line)
-
-    whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
     start, voxels = time.perf_counter(), 0
 
     def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str]]:
@@ -258,26 +319,39 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
         for output, target, array in zip(model.descr.outputs, targets, arrays):
             write_output(target, array, axis_letters(output))
 
-    with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline, \
-            BackgroundWriter() as writer:
+    with open_predictor(model, mode, device, tile, halo, echo, local_rank) as predictor, BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
         for (files, targets), (members, space, notes) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",
                                                               unit="file", disable=len(samples) < 2 or rank > 0):
             for note in notes:
                 echo(note)
             voxels += space
-            name = files[first_input].name
-            sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
-            if network is not None:
-                result = _predict_global(pipeline, model, network, sample, tile_sizes or DEFAULT_TILE, name)
-            elif mode == "tile" or (mode == "auto" and (space > whole_limit or exceeds_fixed_size(model.descr, sample))):
-                result = _predict_tiled(pipeline, model, sample, tile_sizes, name, halo_sizes, warn_once)
-            else:
-                result = _predict_whole(pipeline, model, sample)
-            writer.submit(write, targets, [result.members[o].data.to_numpy() for o in model.output_ids])
-    label = (str(next(network.network.parameters()).device) if network else model.device_label) + (
-        f" (process {rank} of {world})" if world > 1 else "")
-    weights = "pytorch_state_dict (global context)" if network is not None else model.weight_format
-    summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, weights)
+            outputs = predictor.predict(members, space, files[first_input].name)
+            writer.submit(write, targets, [outputs[o] for o in model.output_ids])
+    label = predictor.device_label + (f" (process {rank} of {world})" if world > 1 else "")
+    summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, predictor.weights_label)
     echo(summary.line())
     return summary
+
+
+def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, axes: Optional[str] = None,
+                  weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
+                  tile: Optional[str] = None, halo: Optional[str] = None, allow_download: bool = False,
+                  echo: Callable[[str], None] = print,
+                  progress: Progress = no_progress) -> dict[str, tuple[np.ndarray, str]]:
+    """Predict one in-memory sample ({input id or layer name: array}, one per model input, in the model's
+    input order) -> {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file."""
+    model = load_zoo_model(model_source, weight_format, device, echo, allow_download=allow_download)
+    if len(images) != len(model.input_ids):
+        raise UserError(f"the model takes {len(model.input_ids)} input(s) ({', '.join(model.input_ids)}); "
+                        f"give {len(model.input_ids)} image(s), got {len(images)}")
+    arrays = {}
+    for input_id, tensor, (name, image) in zip(model.input_ids, model.descr.inputs, images.items()):
+        image_axes, note = guess_axes(image.shape, axes, None, axis_letters(tensor), channel_count(tensor), name)
+        if note:
+            echo(note)
+        arrays[input_id] = (image, image_axes, name)
+    members, space = sample_members(model, arrays)
+    with open_predictor(model, mode, device, tile, halo, echo) as predictor:
+        outputs = predictor.predict(members, space, next(iter(images)), progress)
+    return {o: (outputs[o], "".join(axis_letters(t))) for o, t in zip(model.output_ids, model.descr.outputs)}

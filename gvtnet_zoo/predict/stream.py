@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..data.io import image_stem
 from ..errors import UserError
+from ..progress import Progress, no_progress
 from .files import to_model_axes
 from .model import load_zoo_model
 from .ome_zarr_out import OutputImage, check_replace
@@ -145,8 +146,10 @@ def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
             "plan": job.plan.to_json()}
 
 
-def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm) -> None:
-    """Every time point's tiles in this process, in order; global context first sums each GVTO's context."""
+def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm,
+              progress: Progress = no_progress) -> None:
+    """Every time point's tiles in this process, in order; global context first sums each GVTO's context.
+    ``progress`` hears (tiles written, tiles to write) before each tile."""
     tiles = job.plan.tiles()
     for time, remaining in todo.items():
         stat = statistics(job, step.model.descr, step.array, time)
@@ -159,6 +162,7 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
                 contexts.append(merge_contexts([step.collect(t, time, stat, index, contexts) for t in tiles]))
                 bar.set_postfix_str(f"context {index + 1}/{job.gvtos}")
         for tile in remaining:
+            progress(bar.n, bar.total)
             for output_id, (place, block) in step.predict(tile, time, stat, contexts).items():
                 job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
             bar.update()
@@ -168,7 +172,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                     device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
                     axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
                     dask: Optional[str], dask_workers: Optional[int] = None,
-                    echo: Callable[[str], None] = print) -> PredictionSummary:
+                    echo: Callable[[str], None] = print, progress: Progress = no_progress) -> PredictionSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo,
@@ -209,7 +213,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                 else:
                     step = TileStep(job)
                     try:
-                        run_local(job, step, todo, bar)
+                        run_local(job, step, todo, bar, progress)
                     finally:
                         step.close()
             for image in job.outputs.values():

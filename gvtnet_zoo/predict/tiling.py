@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..progress import Progress, no_progress
 from .halo_check import TOLERANCE, overlap_deviation
 
 
@@ -55,12 +56,13 @@ def grid_step(axis: Any) -> int:
 
 
 def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int],
-                    progress_name: str, warn: Callable[[str], None] = print) -> Any:
+                    progress_name: str, warn: Callable[[str], None] = print, progress: Progress = no_progress) -> Any:
     """Predict a (valid-size) ``sample`` in blended tiles; returns the postprocessed output sample. Several
     inputs must share one grid (``same_grid``): every tile cuts the same region from each.
 
     The first two tiles' overlap is checked (predict/halo_check.py); a halo too small for the network gets one
-    ``warn`` line with the deviation and the halo that would remove it.
+    ``warn`` line with the deviation and the halo that would remove it. ``progress`` hears (done, total) tiles
+    before each tile and at the end.
     """
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
@@ -94,6 +96,7 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
     combos = list(itertools.product(*windows.values()))
     for index, combo in enumerate(tqdm(combos, desc=f"  {progress_name}", unit="tile", leave=False,
                                        disable=len(combos) < 2)):
+        progress(index, len(combos))
         region = {a.id: slice(w.start, w.start + w.length) for a, w in zip(space, combo)}
         tile_sample = Sample(members={i: sample.members[i][region] for i in input_ids}, stat=sample.stat, id=sample.id)
         out = pipeline.predict_sample_without_blocking(tile_sample, skip_preprocessing=True, skip_postprocessing=True,
@@ -105,6 +108,7 @@ def predict_blended(pipeline: Any, descr: Any, sample: Any, tile: dict[str, int]
         for output in descr.outputs:
             _accumulate(output, out.members[output.id], input_ids, {a.id: c for a, c in zip(space, combo)},
                         sums, weights, sizes)
+    progress(len(combos), len(combos))
     members = {}
     for output in descr.outputs:
         dims = [a.id for a in output.axes]

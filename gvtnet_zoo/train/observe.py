@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -15,6 +16,21 @@ from ..figures import plane, pyplot, save_figure, save_panels
 from .run_dir import RunDir
 
 COLUMNS = ("step", "train_loss", "lr", "val_loss", "val_nrmse", "val_pearson_r", "elapsed_s")
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """What a watcher of a run (the napari train widget) hears: one of a logged training loss, a validation's
+    metrics, or a checkpoint's sample (input, prediction, target: the first validation image, normalized)."""
+
+    step: int
+    total_steps: int
+    train_loss: Optional[float] = None
+    validation: Optional[dict[str, float]] = None
+    sample: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+
+
+Observer = Callable[[TrainingEvent], None]
 
 
 def _kept_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
@@ -27,8 +43,10 @@ def _kept_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
 class RunLog:
     """Logs of the main process; every method is a no-op on other ranks (``enabled`` False)."""
 
-    def __init__(self, run: RunDir, total_steps: int, start_step: int, enabled: bool) -> None:
-        self.run, self.enabled = run, enabled
+    def __init__(self, run: RunDir, total_steps: int, start_step: int, enabled: bool,
+                 observer: Optional[Observer] = None) -> None:
+        self.run, self.enabled, self.total_steps = run, enabled, total_steps
+        self.observer = observer if enabled else None
         self.start = time.perf_counter()
         self.bar: Optional[tqdm] = None
         self.writer = None
@@ -63,6 +81,8 @@ class RunLog:
         self._append(step=step, train_loss=loss, lr=lr, elapsed_s=round(time.perf_counter() - self.start, 2))
         self.writer.add_scalar("train/loss", loss, step)
         self.writer.add_scalar("train/lr", lr, step)
+        if self.observer:
+            self.observer(TrainingEvent(step, self.total_steps, train_loss=loss))
 
     def validation(self, step: int, metrics: dict[str, float], input_nrmse: Optional[float]) -> None:
         if not self.enabled:
@@ -76,6 +96,15 @@ class RunLog:
         self.bar.write(f"step {step}: val loss {metrics['loss']:.4g}, NRMSE {metrics['nrmse']:.4f}{baseline}, "
                        f"Pearson r {metrics['pearson_r']:.4f}")
         plot_curves(self.run.metrics, self.run.curves)
+        if self.observer:
+            self.observer(TrainingEvent(step, self.total_steps, validation=dict(metrics)))
+
+    def sample(self, step: int, source: np.ndarray, prediction: np.ndarray, target: np.ndarray,
+               title: str) -> None:
+        """A checkpoint's sample prediction: samples/step_N.png, and the observer hears the arrays."""
+        save_sample(self.run.samples / f"step_{step:07d}.png", source, prediction, target, title)
+        if self.observer:
+            self.observer(TrainingEvent(step, self.total_steps, sample=(source, prediction, target)))
 
     def message(self, text: str) -> None:
         if self.enabled:

@@ -34,7 +34,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .interrupt import StopRequest, stop_on_interrupt
 from .losses import compute_loss
-from .observe import RunLog, save_sample
+from .observe import Observer, RunLog
 from .precision import autocast
 from .run_dir import RunDir, check_run_dir, spec_for_resume
 from .validation import ValidationSet, predict_whole, validate
@@ -114,18 +114,21 @@ def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> I
 
 
 def train(spec: Spec, data: str | Path, out: str | Path, val: str | Path | None = None, resume: bool = False,
-          overwrite: bool = False, device: str = "auto", command: str = "") -> RunDir:
+          overwrite: bool = False, device: str = "auto", command: str = "", stop: Optional[StopRequest] = None,
+          observer: Optional[Observer] = None) -> RunDir:
     """Train ``spec``'s network on ``data`` (folder, CSV or .npz) into the run folder ``out``; returns it.
 
-    Raises UserError for bad input (before anything is written) and TrainingInterrupted on Ctrl-C.
+    Raises UserError for bad input (before anything is written) and TrainingInterrupted on Ctrl-C or when
+    ``stop`` is requested (from another thread; the checkpoint of the finished step is written first).
+    ``observer`` hears losses, validations and checkpoint samples as they happen (train/observe.py).
     """
     ctx = distributed.setup(device)
     try:
         spec, run, train_pairs, val_pairs, start = _prepare(ctx, spec, Path(data), Path(out), val, resume, overwrite,
                                                             command)
-        session = _Session.create(ctx, spec, run, train_pairs, val_pairs, start)
+        session = _Session.create(ctx, spec, run, train_pairs, val_pairs, start, observer)
         try:
-            with stop_on_interrupt() as stop:
+            with stop_on_interrupt(stop) as stop:
                 session.run(stop)
         except KeyboardInterrupt:  # a second Ctrl-C: the step in flight is lost, the last checkpoint stands
             raise TrainingInterrupted(f"stopped during step {session.step + 1}; continue from the last checkpoint "
@@ -197,7 +200,7 @@ class _Session:
 
     @classmethod
     def create(cls, ctx: distributed.Context, spec: Spec, run: RunDir, train_pairs: list[ImagePair],
-               val_pairs: list[ImagePair], start: Optional[dict]) -> "_Session":
+               val_pairs: list[ImagePair], start: Optional[dict], observer: Optional[Observer] = None) -> "_Session":
         torch.manual_seed(spec.train.seed)
         model = build_model(spec).to(ctx.device)
         channels_last = _uses_channels_last(spec, ctx.device, model)
@@ -230,7 +233,7 @@ class _Session:
         val_items = [val_sampler[i] for i in range(spec.data.val_patches)]
         validation = ValidationSet((torch.stack([v[0] for v in val_items]), torch.stack([v[1] for v in val_items])),
                                    val_pairs[: spec.train.val_max_images])
-        log = RunLog(run, spec.train.steps, step, ctx.is_main)
+        log = RunLog(run, spec.train.steps, step, ctx.is_main, observer)
         if step == 0 and ctx.device.type == "cpu" and spec.train.amp == "fp16":
             log.message("train.amp fp16 applies on CUDA only; training in float32 on the CPU (bf16 runs on CPUs)")
         return cls(ctx, spec, run, model, forward, optimizer, scheduler, scaler, loader, validation, log, step, best,
@@ -274,8 +277,8 @@ class _Session:
         self.model.eval()
         prediction = predict_whole(self.model, first.source, self.spec.model.size_step(), self.ctx.device)
         self.model.train(was_training)
-        save_sample(self.run_dir.samples / f"step_{self.step:07d}.png", first.source, prediction, first.target,
-                    f"{self.spec.name}, step {self.step}: {first.name}")
+        self.log.sample(self.step, first.source, prediction, first.target,
+                        f"{self.spec.name}, step {self.step}: {first.name}")
 
     def run(self, stop: StopRequest) -> None:
         """Train until train.steps, or until ``stop`` is requested (then last.pt holds the finished step)."""
