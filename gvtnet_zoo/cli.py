@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import PackageFailed, TrainingInterrupted, UserError
+from .errors import PackageFailed, TrainingInterrupted, UserError, os_error_line
 from .huge_pages import use_huge_pages
 
 # the HTTP clients bioimageio.spec downloads with (only with --allow-download)
@@ -252,18 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _os_error_line(err: OSError) -> str:
-    """'cannot use PATH: REASON; FIX' for an operating-system error about a path."""
-    reason = err.strerror or str(err).splitlines()[0]
-    fix = {
-        "FileNotFoundError": "check the path", "IsADirectoryError": "give a file, not a folder",
-        "NotADirectoryError": "a part of the path is a file, not a folder", "PermissionError": "check its permissions",
-        "FileExistsError": "choose another name or add --overwrite",
-    }.get(type(err).__name__, "check the path and the disk")
-    where = err.filename if err.filename is not None else "a file"
-    return f"cannot use {where}: {reason}; {fix}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     use_huge_pages()  # before torch's first allocation, the only time PyTorch reads the setting
     args = build_parser().parse_args(argv)
@@ -273,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gvtnet-zoo: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a user path that cannot be read or written: outputs are written atomically, none is left
-        print(f"gvtnet-zoo: error: {_os_error_line(err)}", file=sys.stderr)
+        print(f"gvtnet-zoo: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except PackageFailed as failure:
         print(f"gvtnet-zoo: {failure}", file=sys.stderr)

@@ -15,3 +15,15 @@ class TrainingInterrupted(Exception):
 
 class Cancelled(Exception):
     """The user cancelled a prediction (the GUI's Cancel button); raised between tiles by a progress callback."""
+
+
+def os_error_line(err: OSError) -> str:
+    """'cannot use PATH: REASON; FIX' for an operating-system error about a path."""
+    reason = err.strerror or str(err).splitlines()[0]
+    fix = {
+        "FileNotFoundError": "check the path", "IsADirectoryError": "give a file, not a folder",
+        "NotADirectoryError": "a part of the path is a file, not a folder", "PermissionError": "check its permissions",
+        "FileExistsError": "choose another name or add --overwrite",
+    }.get(type(err).__name__, "check the path and the disk")
+    where = err.filename if err.filename is not None else "a file"
+    return f"cannot use {where}: {reason}; {fix}"

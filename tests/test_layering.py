@@ -35,3 +35,30 @@ def test_devices_and_halo_live_in_one_place() -> None:
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         assert "def choose_device" not in text or path.name == "devices.py", path
+
+
+GUI_MODULES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "npe2", "vispy"}
+
+
+def test_the_core_never_imports_qt_or_napari() -> None:
+    """The GUI is an optional extra: only gvtnet_zoo/napari may import it, and the core install does not need it."""
+    import subprocess
+    import sys
+    import tomllib
+
+    for path in PACKAGE.rglob("*.py"):
+        if "napari" in path.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            assert not {n.split(".")[0] for n in names} & GUI_MODULES, f"{path} imports {names}"
+    code = ("import sys, gvtnet_zoo.cli, gvtnet_zoo.demo, gvtnet_zoo.predict.stream, gvtnet_zoo.predict.on_dask; "
+            "gvtnet_zoo.cli.build_parser(); print(sorted({m.split('.')[0] for m in sys.modules}))")
+    loaded = set(ast.literal_eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                 check=True).stdout))
+    assert not loaded & GUI_MODULES, loaded & GUI_MODULES
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    assert not any(name.lower() in core for name in GUI_MODULES)
+    assert any("napari" in d for d in project["optional-dependencies"]["napari"])

@@ -42,17 +42,35 @@ def sample_file(package: str, relative: str) -> Path:
     return path
 
 
-def prepare_label_free_2d(out: str | Path, train_times: int = 8) -> Path:
-    """Write ``out/{train,test}/{source,target}/t{T}.tif``: transmitted light -> Hoechst, time points split."""
-    out = Path(out)
+def label_free_stack() -> tuple[np.ndarray, np.ndarray]:
+    """(transmitted light, Hoechst), each (T=10, Y, X) uint16, registered."""
     stack = tifffile.imread(sample_file(*SCRATCH_ASSAY))  # (C=4, T=10, Y, X)
     if stack.ndim != 4 or stack.shape[0] < 2:
         raise UserError(f"unexpected shape {stack.shape} of the scratch-assay sample; expected (4, 10, Y, X)")
-    for t in range(stack.shape[1]):
+    return stack[1], stack[0]
+
+
+def prepare_label_free_2d(out: str | Path, train_times: int = 8) -> Path:
+    """Write ``out/{train,test}/{source,target}/t{T}.tif``: transmitted light -> Hoechst, time points split."""
+    out = Path(out)
+    light, hoechst = label_free_stack()
+    for t in range(light.shape[0]):
         split = "train" if t < train_times else "test"
-        write_tiff(out / split / "source" / f"t{t:02d}.tif", stack[1, t])
-        write_tiff(out / split / "target" / f"t{t:02d}.tif", stack[0, t])
+        write_tiff(out / split / "source" / f"t{t:02d}.tif", light[t])
+        write_tiff(out / split / "target" / f"t{t:02d}.tif", hoechst[t])
     return out
+
+
+def noisy_nuclei(seed: int = 0, photons: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy float32, clean uint16) nuclei volumes (60, 256, 256): the clean volume scaled by its 0.1/99.9
+    percentiles to ``photons`` at the brightest voxel, with simulated Poisson-Gaussian noise."""
+    volume = tifffile.imread(sample_file(*NUCLEI_3D))
+    if volume.ndim != 3 or min(volume.shape[1:]) < 128:
+        raise UserError(f"unexpected shape {volume.shape} of the nuclei sample; expected (60, 256, 256)")
+    low, high = np.percentile(volume, (0.1, 99.9))
+    noisy = poisson_gaussian((volume.astype(np.float32) - low) / max(high - low, 1e-6), np.random.default_rng(seed),
+                             photons=photons)
+    return noisy, volume
 
 
 def prepare_denoise_3d(out: str | Path, seed: int = 0, photons: float = 10.0) -> Path:
@@ -65,12 +83,7 @@ def prepare_denoise_3d(out: str | Path, seed: int = 0, photons: float = 10.0) ->
     volume scaled by its 0.1/99.9 percentiles to ``photons`` at the brightest voxel.
     """
     out = Path(out)
-    volume = tifffile.imread(sample_file(*NUCLEI_3D))
-    if volume.ndim != 3 or min(volume.shape[1:]) < 128:
-        raise UserError(f"unexpected shape {volume.shape} of the nuclei sample; expected (60, 256, 256)")
-    low, high = np.percentile(volume, (0.1, 99.9))
-    noisy = poisson_gaussian((volume.astype(np.float32) - low) / max(high - low, 1e-6), np.random.default_rng(seed),
-                             photons=photons)
+    noisy, volume = noisy_nuclei(seed, photons)
     parts = {"train/%s/top_left.tif": np.s_[:, :96, :128], "train/%s/top_right.tif": np.s_[:, :96, 128:256],
              "val/%s/band.tif": np.s_[:, 96:128, :256], "test/%s/bottom.tif": np.s_[:, 128:256, :256]}
     for pattern, region in parts.items():

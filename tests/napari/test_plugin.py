@@ -1,0 +1,62 @@
+"""The plugin as napari sees it: the manifest, sample data, and one-line refusals of bad training input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gvtnet_zoo.napari.train_widget import TrainWidget
+
+
+def test_manifest_names_the_widgets_and_sample_data() -> None:
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("gvtnet-zoo")
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Predict", "Train", "Package"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"label-free", "nuclei-3d"}
+    for command in manifest.contributions.commands:  # every python_name resolves
+        module, _, name = command.python_name.partition(":")
+        assert callable(getattr(__import__(module, fromlist=[name]), name)), command.python_name
+
+
+def test_sample_data_are_the_demo_images(make_napari_viewer: Any) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample("gvtnet-zoo", "label-free")
+    viewer.open_sample("gvtnet-zoo", "nuclei-3d")
+    shapes = {layer.name: layer.data.shape for layer in viewer.layers}
+    assert shapes == {"transmitted light": (10, 210, 576), "Hoechst": (10, 210, 576),
+                      "noisy nuclei (simulated)": (60, 256, 256), "nuclei": (60, 256, 256)}
+    noisy, clean = viewer.layers["noisy nuclei (simulated)"].data, viewer.layers["nuclei"].data
+    assert np.corrcoef(noisy.ravel(), clean.ravel())[0, 1] > 0.3 and not np.array_equal(noisy, clean)
+
+
+def _errors(notifications: list) -> list[str]:
+    return [str(n.message) for n in notifications if n.severity == "error"]
+
+
+def test_bad_training_input_is_one_notification_and_writes_nothing(make_napari_viewer: Any, tmp_path: Path,
+                                                                    notifications: list, capsys: Any) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
+    viewer.add_image(np.zeros((64, 64), np.float32), name="plane")
+    widget = TrainWidget(viewer)
+    widget.spec.value = "demo-gvtnet-label-free-2d"
+    widget.run_dir.value = tmp_path / "run"
+    widget.source.value, widget.target.value = viewer.layers["stack"], viewer.layers["plane"]
+    assert widget.start(resume=False) is None
+    widget.source.value = viewer.layers["plane"]
+    widget.more.value = "model.no_such_key=3"
+    assert widget.start(resume=False) is None
+    widget.more.value = ""
+    assert widget.start(resume=True) is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    widget.spec.value, widget.spec_file.value = "(spec file below)", bad
+    errors = _errors(notifications)
+    assert len(errors) == 4 and all("\n" not in e for e in errors)
+    assert "layer 'stack' has 3 dimensions" in errors[0] and "no_such_key" in errors[1]
+    assert "nothing to resume" in errors[2] and "bad.yaml" in errors[3]
+    assert not (tmp_path / "run").exists()
+    assert "Traceback" not in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""The Predict widget: Cancel part-way adds nothing, bad layers are one notification, lazy layers are streamed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from gvtnet_zoo.napari import predict_widget
+from gvtnet_zoo.napari.predict_widget import PredictWidget
+from gvtnet_zoo.progress import CancellableProgress
+from gvtnet_zoo.errors import Cancelled
+
+from .conftest import finish
+
+
+@pytest.fixture
+def paused(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The widget's progress holds at the second tile until the test has pressed Cancel (no race with the worker)."""
+    state: dict[str, Any] = {"reached": threading.Event(), "release": threading.Event(), "calls": [], "raised": []}
+
+    class Paused(CancellableProgress):
+        def __call__(self, done: int, total: int) -> None:
+            state["calls"].append((done, total))
+            if done == 1:
+                state["reached"].set()
+                state["release"].wait(60)
+            try:
+                super().__call__(done, total)
+            except Cancelled:
+                state["raised"].append(done)
+                raise
+
+    monkeypatch.setattr(predict_widget, "CancellableProgress", Paused)
+    return state
+
+
+def test_cancel_part_way_adds_no_layer_and_ends_the_worker(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
+                                                           paused: dict[str, Any], notifications: list) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((256, 256), np.float32), name="big")
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value, widget.mode.value, widget.tile.value = packages["2d"], "tiles", "96,96"
+    widget.device.value = "cpu"
+    worker = widget.start()
+    qtbot.waitUntil(paused["reached"].is_set, timeout=60_000)
+    widget.cancel_button.changed.emit(True)  # what a click does
+    paused["release"].set()
+    finish(qtbot, widget, worker)
+    total = paused["calls"][0][1]
+    assert total > 2 and paused["raised"] == [1]  # stopped at the next tile: one of `total` was predicted
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert widget.status.value == "cancelled" and widget.run_button.enabled and not worker.is_running
+    assert any(str(n.message) == "cancelled" for n in notifications)
+
+
+def test_a_wrong_dimensional_layer_is_one_notification(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
+                                                       notifications: list, capsys: Any) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = packages["2d"], "cpu"
+    finish(qtbot, widget, widget.start())
+    errors = [str(n.message) for n in notifications if n.severity == "error"]
+    assert len(errors) == 1 and "stack has a z axis of size 8" in errors[0] and "\n" not in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["stack"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_no_package_chosen_is_refused_before_any_work(make_napari_viewer: Any, notifications: list) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32))
+    widget = PredictWidget(viewer)
+    assert widget.start() is None
+    assert any("choose a bioimage.io package" in str(n.message) for n in notifications)
+
+
+def test_a_lazy_zarr_layer_is_streamed_and_comes_back_lazy(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
+                                                           tmp_path: Path, images: Callable[..., np.ndarray]) -> None:
+    import dask.array as da
+    import zarr
+    from napari.layers._source import layer_source
+
+    from gvtnet_zoo.predict.run import predict_image
+
+    image = np.tile(images("train", "source"), (2, 2))  # 128 x 128
+    store = tmp_path / "image.zarr"
+    zarr.create_array(str(store), shape=image.shape, chunks=(64, 64), dtype="float32")[:] = image
+    viewer = make_napari_viewer()
+    with layer_source(path=str(store)):
+        layer = viewer.add_image(da.from_zarr(str(store)), name="lazy", scale=(0.5, 0.25))
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
+    widget.mode.value, widget.tile.value, widget.out_dir.value = "tiles", "96,96", tmp_path / "out"
+    finish(qtbot, widget, widget.start())
+    result = viewer.layers[-1]
+    assert result.name.endswith("(lazy)") and (tmp_path / "out" / "image.ome.zarr").is_dir()
+    level0 = result.data[0] if result.multiscale else result.data
+    assert not isinstance(level0, np.ndarray)  # read from the OME-Zarr on demand
+    assert tuple(result.scale[-2:]) == (0.5, 0.25) and layer.data.shape == image.shape
+    [(expected, _)] = predict_image(packages["2d"], {"lazy": image}, weight_format="onnx", device="cpu", mode="whole",
+                                    echo=lambda _: None).values()
+    produced = np.asarray(level0).reshape(expected.shape)
+    assert np.abs(produced - expected).max() <= 1e-5 * float(expected.max() - expected.min())
