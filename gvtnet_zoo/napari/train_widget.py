@@ -147,18 +147,25 @@ class TrainWidget(WorkerWidget):
             job["data"], job["val"] = train_dir, val_dir if len(job["layers"]) > 1 else None
         return job
 
-    def _layer_pairs(self, dims: int) -> list[tuple[Any, Any]]:
-        """The chosen (source, target) layers, training pair first; sources must have ``dims`` axes (channels included)."""
+    def _layer_pairs(self, dims: int) -> list[tuple[Any, Any, bool]]:
+        """The chosen (source, target, is a stack) layers, training pair first. A source has ``dims`` axes
+        (channels included), or one more: a stack of images along its first axis (a time-lapse), each a pair."""
         pairs = [(self.source.value, self.target.value)]
         if self.val_source.value is not None or self.val_target.value is not None:
             pairs.append((self.val_source.value, self.val_target.value))
+        checked = []
         for source, target in pairs:
             if source is None or target is None:
                 raise UserError("choose a source and a target layer (and both or neither of the validation pair)")
-            if source.data.ndim != dims:
+            if source.data.ndim not in (dims, dims + 1):
                 raise UserError(f"layer {source.name!r} has {source.data.ndim} dimensions; the spec's model takes "
-                                f"{dims}-dimensional inputs; choose a matching layer or spec")
-        return pairs
+                                f"{dims}-dimensional images (or a stack of them); choose a matching layer or spec")
+            stack = source.data.ndim == dims + 1
+            if stack and target.data.shape[0] != source.data.shape[0]:
+                raise UserError(f"layer {source.name!r} stacks {source.data.shape[0]} images but {target.name!r} "
+                                f"{target.data.shape[0]}; choose layers of the same length")
+            checked.append((source, target, stack))
+        return checked
 
     def on_event(self, event: TrainingEvent) -> None:
         self.progress.max, self.progress.value = event.total_steps, event.step
@@ -189,13 +196,19 @@ class TrainWidget(WorkerWidget):
         self.stop_button.enabled = False
 
 
-def _write_pairs(layers: list[tuple[Any, Any]], folders: tuple[Path, Path]) -> None:
+def _write_pairs(layers: list[tuple[Any, Any, bool]], folders: tuple[Path, Path]) -> None:
+    """Each pair as source/NAME.tif and target/NAME.tif; a stack as NAME_tNNN.tif, one pair per image."""
+    import numpy as np
+
     from ..data.io import write_tiff
 
-    for (source, target), folder in zip(layers, folders):
-        name = _layer_file(source.name) + ".tif"
-        write_tiff(folder / "source" / name, source.data)
-        write_tiff(folder / "target" / name, target.data)
+    for (source, target, stack), folder in zip(layers, folders):
+        name = _layer_file(source.name)
+        planes = range(source.data.shape[0]) if stack else [None]
+        for index in planes:
+            file = f"{name}_t{index:03d}.tif" if stack else f"{name}.tif"
+            write_tiff(folder / "source" / file, np.asarray(source.data if index is None else source.data[index]))
+            write_tiff(folder / "target" / file, np.asarray(target.data if index is None else target.data[index]))
 
 
 def _train(job: dict[str, Any], stop: StopRequest, observer: Any) -> Any:

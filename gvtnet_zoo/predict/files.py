@@ -96,6 +96,10 @@ def guess_axes(shape: Sequence[int], override: Optional[str], meta: Optional[str
 
 def to_model_axes(array: np.ndarray, axes: str, model_axes: Sequence[str], name: str) -> np.ndarray:
     """Reorder ``array`` to ``model_axes`` (letters), adding missing singleton axes and dropping extra singletons."""
+    needed = [a for a in model_axes if a in "zyx" and a not in axes]
+    if needed:
+        raise UserError(f"{name} has axes {axes} but the model needs a {needed[0]} axis; "
+                        "give an image of the model's dimensionality")
     for letter in [a for a in axes if a not in model_axes]:
         index = axes.index(letter)
         if array.shape[index] != 1:
@@ -104,9 +108,6 @@ def to_model_axes(array: np.ndarray, axes: str, model_axes: Sequence[str], name:
         array, axes = np.take(array, 0, axis=index), axes.replace(letter, "")
     for letter in model_axes:
         if letter not in axes:
-            if letter in "zyx":
-                raise UserError(f"{name} has axes {axes} but the model needs a {letter} axis; "
-                                "give an image of the model's dimensionality")
             array, axes = array[np.newaxis], letter + axes
     return np.transpose(array, [axes.index(a) for a in model_axes])
 

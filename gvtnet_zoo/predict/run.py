@@ -335,23 +335,43 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 
 
 def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, axes: Optional[str] = None,
-                  weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
+                  stacks: bool = False, weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
                   tile: Optional[str] = None, halo: Optional[str] = None, allow_download: bool = False,
                   echo: Callable[[str], None] = print,
                   progress: Progress = no_progress) -> dict[str, tuple[np.ndarray, str]]:
-    """Predict one in-memory sample ({input id or layer name: array}, one per model input, in the model's
-    input order) -> {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file."""
+    """Predict one in-memory sample ({name: array}, one per model input, in the model's input order) ->
+    {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file.
+
+    ``stacks``: an image with one axis more than the model's space axes (and no channel axis of several) is a
+    stack of images along its first axis (a time-lapse in napari), each predicted as its own sample (its own
+    normalization) and stacked along the output's batch axis.
+    """
     model = load_zoo_model(model_source, weight_format, device, echo, allow_download=allow_download)
     if len(images) != len(model.input_ids):
         raise UserError(f"the model takes {len(model.input_ids)} input(s) ({', '.join(model.input_ids)}); "
                         f"give {len(model.input_ids)} image(s), got {len(images)}")
-    arrays = {}
+    planes: list[dict[str, tuple[np.ndarray, str, str]]] = [{}]
     for input_id, tensor, (name, image) in zip(model.input_ids, model.descr.inputs, images.items()):
-        image_axes, note = guess_axes(image.shape, axes, None, axis_letters(tensor), channel_count(tensor), name)
+        letters = axis_letters(tensor)
+        space = "".join(a for a in letters if a in "zyx")
+        if stacks and axes is None and image.ndim == len(space) + 1 and (channel_count(tensor) or 1) == 1:
+            if len(planes) not in (1, image.shape[0]):
+                raise UserError(f"the stacks of images have different lengths ({len(planes)} and {image.shape[0]})")
+            planes = [{**(planes[k] if len(planes) > 1 else planes[0]), input_id: (image[k], space, f"{name}[{k}]")}
+                      for k in range(image.shape[0])]
+            continue
+        image_axes, note = guess_axes(image.shape, axes, None, letters, channel_count(tensor), name)
         if note:
             echo(note)
-        arrays[input_id] = (image, image_axes, name)
-    members, space = sample_members(model, arrays)
+        planes = [{**plane, input_id: (image, image_axes, name)} for plane in planes]
+    results: dict[str, list[np.ndarray]] = {o: [] for o in model.output_ids}
     with open_predictor(model, mode, device, tile, halo, echo) as predictor:
-        outputs = predictor.predict(members, space, next(iter(images)), progress)
-    return {o: (outputs[o], "".join(axis_letters(t))) for o, t in zip(model.output_ids, model.descr.outputs)}
+        for k, arrays in enumerate(planes):
+            members, space_voxels = sample_members(model, arrays)
+            report = (lambda done, total, k=k: progress(k * total + done, len(planes) * total))
+            outputs = predictor.predict(members, space_voxels, next(iter(images)), report)
+            for output_id, array in outputs.items():
+                results[output_id].append(array)
+    letters_of = {o: "".join(axis_letters(t)) for o, t in zip(model.output_ids, model.descr.outputs)}
+    return {o: (np.concatenate(arrays, axis=letters_of[o].index("b")) if len(arrays) > 1 else arrays[0], letters_of[o])
+            for o, arrays in results.items()}

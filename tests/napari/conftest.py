@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-# before pytest-qt creates the QApplication; the canvas still gets OpenGL (GLX) from Xvfb's DISPLAY
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+LINUX = sys.platform.startswith("linux")
+if LINUX:  # before pytest-qt creates the QApplication; the canvas still gets OpenGL (GLX) from Xvfb's DISPLAY
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
 def _virtual_screen() -> None:
-    if not os.environ.get("DISPLAY"):
+    if LINUX and not os.environ.get("DISPLAY"):
         pytest.fail("napari's canvas needs OpenGL on a screen: install Xvfb (`make test` does: apt-get install xvfb) "
                     "so that pytest-xvfb can start a virtual one")
 

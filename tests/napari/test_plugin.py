@@ -26,7 +26,8 @@ def test_sample_data_are_the_demo_images(make_napari_viewer: Any) -> None:
     viewer.open_sample("gvtnet-zoo", "label-free")
     viewer.open_sample("gvtnet-zoo", "nuclei-3d")
     shapes = {layer.name: layer.data.shape for layer in viewer.layers}
-    assert shapes == {"transmitted light": (10, 210, 576), "Hoechst": (10, 210, 576),
+    assert shapes == {"transmitted light": (8, 210, 576), "Hoechst": (8, 210, 576),
+                      "transmitted light (held out)": (2, 210, 576), "Hoechst (held out)": (2, 210, 576),
                       "noisy nuclei (simulated)": (60, 256, 256), "nuclei": (60, 256, 256)}
     noisy, clean = viewer.layers["noisy nuclei (simulated)"].data, viewer.layers["nuclei"].data
     assert np.corrcoef(noisy.ravel(), clean.ravel())[0, 1] > 0.3 and not np.array_equal(noisy, clean)
@@ -39,7 +40,7 @@ def _errors(notifications: list) -> list[str]:
 def test_bad_training_input_is_one_notification_and_writes_nothing(make_napari_viewer: Any, tmp_path: Path,
                                                                     notifications: list, capsys: Any) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
+    viewer.add_image(np.zeros((2, 8, 64, 64), np.float32), name="stack")
     viewer.add_image(np.zeros((64, 64), np.float32), name="plane")
     widget = TrainWidget(viewer)
     widget.spec.value = "demo-gvtnet-label-free-2d"
@@ -56,7 +57,28 @@ def test_bad_training_input_is_one_notification_and_writes_nothing(make_napari_v
     widget.spec.value, widget.spec_file.value = "(spec file below)", bad
     errors = _errors(notifications)
     assert len(errors) == 4 and all("\n" not in e for e in errors)
-    assert "layer 'stack' has 3 dimensions" in errors[0] and "no_such_key" in errors[1]
+    assert "layer 'stack' has 4 dimensions" in errors[0] and "no_such_key" in errors[1]
     assert "nothing to resume" in errors[2] and "bad.yaml" in errors[3]
     assert not (tmp_path / "run").exists()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_stack_layer_is_one_training_pair_per_image(make_napari_viewer: Any, tmp_path: Path) -> None:
+    import tifffile
+
+    from gvtnet_zoo.napari.train_widget import _write_pairs, data_folders
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("gvtnet-zoo", "label-free")
+    widget = TrainWidget(viewer)
+    widget.spec.value = "demo-gvtnet-label-free-2d"
+    widget.source.value, widget.target.value = viewer.layers["transmitted light"], viewer.layers["Hoechst"]
+    widget.val_source.value = viewer.layers["transmitted light (held out)"]
+    widget.val_target.value = viewer.layers["Hoechst (held out)"]
+    widget.run_dir.value = tmp_path
+    job = widget._job(resume=False)
+    _write_pairs(job["layers"], data_folders(tmp_path))
+    train, val = data_folders(tmp_path)
+    assert len(list((train / "source").glob("*.tif"))) == 8 and len(list((val / "target").glob("*.tif"))) == 2
+    np.testing.assert_array_equal(tifffile.imread(train / "target" / "transmitted_light_t003.tif"),
+                                  viewer.layers["Hoechst"].data[3])

@@ -61,13 +61,13 @@ def test_cancel_part_way_adds_no_layer_and_ends_the_worker(make_napari_viewer: A
 def test_a_wrong_dimensional_layer_is_one_notification(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
                                                        notifications: list, capsys: Any) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((8, 64, 64), np.float32), name="stack")
+    viewer.add_image(np.zeros((64, 64), np.float32), name="plane")
     widget = PredictWidget(viewer)
-    widget.model.value, widget.device.value = packages["2d"], "cpu"
+    widget.model.value, widget.device.value = packages["3d"], "cpu"
     finish(qtbot, widget, widget.start())
     errors = [str(n.message) for n in notifications if n.severity == "error"]
-    assert len(errors) == 1 and "stack has a z axis of size 8" in errors[0] and "\n" not in errors[0]
-    assert [layer.name for layer in viewer.layers] == ["stack"]
+    assert len(errors) == 1 and "plane has axes yx but the model needs a z axis" in errors[0] and "\n" not in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["plane"]
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -106,3 +106,21 @@ def test_a_lazy_zarr_layer_is_streamed_and_comes_back_lazy(make_napari_viewer: A
                                     echo=lambda _: None).values()
     produced = np.asarray(level0).reshape(expected.shape)
     assert np.abs(produced - expected).max() <= 1e-5 * float(expected.max() - expected.min())
+
+
+def test_a_stack_of_planes_is_predicted_plane_by_plane(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
+                                                      images: Callable[..., np.ndarray]) -> None:
+    from gvtnet_zoo.predict.run import predict_image
+
+    stack = np.stack([images("train", "source", 0), 3 * images("train", "source", 1)])
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="time-lapse", scale=(5.0, 0.5, 0.5))
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
+    finish(qtbot, widget, widget.start())
+    result = viewer.layers[-1]
+    assert result.data.shape == stack.shape and tuple(result.scale) == (1.0, 0.5, 0.5)
+    for index, plane in enumerate(stack):  # each plane as its own image: its own normalization
+        [(alone, _)] = predict_image(packages["2d"], {"plane": plane}, weight_format="onnx", device="cpu",
+                                     echo=lambda _: None).values()
+        np.testing.assert_allclose(result.data[index], alone[0, 0], atol=1e-5 * float(np.ptp(alone)), rtol=0)
