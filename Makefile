@@ -9,8 +9,10 @@ DEMO_OUT ?= demo-out
 OLD_SPEC_VENV := .venv-oldspec
 
 # napari's canvas needs OpenGL on a screen; on a Linux machine without one the tests draw on Xvfb (a virtual
-# screen, started by pytest-xvfb) with Mesa's software OpenGL. Installed from Debian/Ubuntu packages when missing.
-SCREEN_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
+# screen, started by pytest-xvfb) with Mesa's software OpenGL, and docs/napari_screenshots.py runs Qt's X11
+# platform there (the libxcb-* packages). Installed from Debian/Ubuntu packages when missing.
+SCREEN_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 \
+	libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
 .PHONY: venv oldspec screen test demo clean
 
@@ -33,11 +35,15 @@ $(OLD_SPEC_VENV)/.installed: Makefile
 	touch $@
 
 screen:
-	@if [ "$$(uname -s)" = Linux ] && ! command -v Xvfb >/dev/null; then \
-	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  echo "installing Xvfb and Mesa OpenGL for the napari tests: $(SCREEN_PACKAGES)"; \
-	  $$sudo apt-get install -y --no-install-recommends $(SCREEN_PACKAGES) >/dev/null \
-	    || { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends $(SCREEN_PACKAGES) >/dev/null; }; \
+	@if [ "$$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then \
+	  missing=$$(for p in $(SCREEN_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    echo "installing a virtual screen with OpenGL for the napari tests:" $$missing; \
+	    $$sudo apt-get install -y --no-install-recommends $$missing >/dev/null \
+	      || { $$sudo apt-get update >/dev/null && $$sudo apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	  fi; \
 	fi
 
 test: venv oldspec screen

@@ -124,3 +124,18 @@ def test_a_stack_of_planes_is_predicted_plane_by_plane(make_napari_viewer: Any, 
         [(alone, _)] = predict_image(packages["2d"], {"plane": plane}, weight_format="onnx", device="cpu",
                                      echo=lambda _: None).values()
         np.testing.assert_allclose(result.data[index], alone[0, 0], atol=1e-5 * float(np.ptp(alone)), rtol=0)
+
+
+def test_outputs_are_placed_on_the_input_layer_rescaled_where_the_model_resamples() -> None:
+    from types import SimpleNamespace
+
+    from gvtnet_zoo.napari.predict_widget import layer_output
+
+    layer = SimpleNamespace(data=np.zeros((8, 64, 64)), multiscale=False, scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
+    same, where = layer_output(np.zeros((1, 1, 8, 64, 64)), "bczyx", layer)
+    assert same.shape == (8, 64, 64) and where == {"scale": [2.0, 0.5, 0.5], "translate": [0.0, 10.0, 20.0]}
+    upsampled, where = layer_output(np.zeros((1, 2, 8, 128, 128)), "bczyx", layer)  # x2 in y, x; two channels
+    assert upsampled.shape == (2, 8, 128, 128)
+    assert where == {"scale": [1.0, 2.0, 0.25, 0.25], "translate": [0.0, 0.0, 10.0, 20.0]}
+    projected, where = layer_output(np.zeros((1, 1, 64, 64)), "bcyx", layer)  # 3D to 2D: the last two axes
+    assert projected.shape == (64, 64) and where["scale"] == [0.5, 0.5]
