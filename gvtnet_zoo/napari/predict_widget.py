@@ -139,6 +139,13 @@ def _predict(job: dict[str, Any], progress: CancellableProgress) -> tuple[str, A
     if job["source"] is not None:
         return name, layer, _predict_streamed(job, progress)
     data = layer.data[0] if layer.multiscale else layer.data
+    if not isinstance(data, np.ndarray):
+        from ..predict.run import free_memory_bytes
+        from ..predict.stream import IN_MEMORY_COPIES
+
+        if int(np.prod(data.shape)) * 4 * IN_MEMORY_COPIES > free_memory_bytes(["cpu"]) // 2:
+            raise UserError(f"layer {layer.name!r} is lazy, too large for memory, and napari knows no file it was "
+                            "read from; save it as OME-Zarr and open that, so that it is predicted tile by tile")
     outputs = _predict_in_memory(job, np.asarray(data), progress)
     return name, layer, outputs
 

@@ -52,6 +52,8 @@ class TrainWidget(WorkerWidget):
         self.val_source = create_widget(annotation=Optional["napari.layers.Image"], label="validation source")
         self.val_target = create_widget(annotation=Optional["napari.layers.Image"], label="validation target")
         self.data = FileEdit(label="or data folder", mode="d", tooltip="source/ and target/ (then the layers are not used)")
+        self.val_data = FileEdit(label="validation folder", mode="d",
+                                 tooltip="with a data folder: held-out pairs (default: data.val_fraction of the data)")
         self.run_dir = FileEdit(label="run folder", mode="d")
         self.steps = SpinBox(label="steps", min=1, max=10_000_000)
         self.patch = LineEdit(label="patch (Z,Y,X)")
@@ -66,7 +68,7 @@ class TrainWidget(WorkerWidget):
         self.status = Label(value="")
         self.plot = LossPlot()
         self.extend([self.spec, self.spec_file, self.source, self.target, self.val_source, self.val_target, self.data,
-                     self.run_dir, self.steps, self.patch, self.batch, self.lr, self.device, self.more,
+                     self.val_data, self.run_dir, self.steps, self.patch, self.batch, self.lr, self.device, self.more,
                      self.train_button, self.stop_button, self.resume_button, self.progress, self.status])
         self.native.layout().addWidget(self.plot.canvas)
         self._stop: Optional[StopRequest] = None
@@ -137,7 +139,8 @@ class TrainWidget(WorkerWidget):
         job: dict[str, Any] = {"spec": spec, "run": run, "resume": resume, "device": self.device.value}
         train_dir, val_dir = data_folders(run)
         if str(self.data.value) not in ("", "."):
-            job["data"], job["val"] = Path(self.data.value), None
+            job["data"] = Path(self.data.value)
+            job["val"] = Path(self.val_data.value) if str(self.val_data.value) not in ("", ".") else None
         elif resume:
             if not train_dir.is_dir():
                 raise UserError(f"{run} was not started from layers here; give its data folder")

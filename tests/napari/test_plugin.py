@@ -82,3 +82,24 @@ def test_a_stack_layer_is_one_training_pair_per_image(make_napari_viewer: Any, t
     assert len(list((train / "source").glob("*.tif"))) == 8 and len(list((val / "target").glob("*.tif"))) == 2
     np.testing.assert_array_equal(tifffile.imread(train / "target" / "transmitted_light_t003.tif"),
                                   viewer.layers["Hoechst"].data[3])
+
+
+def test_a_run_started_on_the_command_line_is_continued_in_the_widget(make_napari_viewer: Any, qtbot: Any, tmp_path: Path,
+                                                                      denoise_2d: Path) -> None:
+    import torch
+
+    from gvtnet_zoo.cli import main
+
+    from .conftest import finish
+
+    run = tmp_path / "run"
+    tiny = ["model.base_channels=4", "data.patch_size=[32,32]", "data.batch_size=2", "data.workers=0",
+            "data.val_patches=2", "train.steps=3", "train.val_every=3", "train.checkpoint_every=3", "train.log_every=1"]
+    assert main(["train", "demo-gvtnet-label-free-2d", "--data", str(denoise_2d / "train"), "--val",
+                 str(denoise_2d / "test"), "--out", str(run), "--device", "cpu", *[a for s in tiny for a in ("--set", s)]]) == 0
+    widget = TrainWidget(make_napari_viewer())
+    widget.run_dir.value, widget.data.value, widget.val_data.value = run, denoise_2d / "train", denoise_2d / "test"
+    widget.steps.value, widget.device.value = 5, "cpu"
+    finish(qtbot, widget, widget.start(resume=True))
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
+    assert widget.plot.series["training"][0][-1] == 5

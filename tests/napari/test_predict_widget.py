@@ -139,3 +139,21 @@ def test_outputs_are_placed_on_the_input_layer_rescaled_where_the_model_resample
     assert where == {"scale": [1.0, 2.0, 0.25, 0.25], "translate": [0.0, 0.0, 10.0, 20.0]}
     projected, where = layer_output(np.zeros((1, 1, 64, 64)), "bcyx", layer)  # 3D to 2D: the last two axes
     assert projected.shape == (64, 64) and where["scale"] == [0.5, 0.5]
+
+
+def test_a_lazy_layer_without_a_file_is_not_loaded_when_it_cannot_fit(make_napari_viewer: Any, qtbot: Any,
+                                                                       packages: dict[str, Path], notifications: list,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask.array as da
+
+    from gvtnet_zoo.predict import run
+
+    monkeypatch.setattr(run, "free_memory_bytes", lambda devices: 1024**2)  # 1 MiB free: 256x256 floats don't fit
+    viewer = make_napari_viewer()
+    viewer.add_image(da.zeros((256, 256), dtype="float32", chunks=64), name="computed")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = packages["2d"], "cpu"
+    finish(qtbot, widget, widget.start())
+    errors = [str(n.message) for n in notifications if n.severity == "error"]
+    assert len(errors) == 1 and "save it as OME-Zarr" in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["computed"]

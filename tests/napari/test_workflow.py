@@ -55,6 +55,11 @@ def test_train_stop_resume_package_predict(make_napari_viewer: Any, qtbot: Any, 
     assert steps[-1] == 6 and len(losses) >= 6 - stopped_at and all(np.isfinite(losses))
     assert trainer.plot.series["validation"][0][-1] == 6
     assert viewer.layers["run sample prediction"].data.shape == (64, 64)
+    # the run folder is the CLI's: the command line continues what the widget trained
+    train_dir, val_dir = data_folders(run)
+    assert main(["train", str(run / "spec.yaml"), "--data", str(train_dir), "--val", str(val_dir), "--out", str(run),
+                 "--resume", "--set", "train.steps=7", "--device", "cpu"]) == 0
+    assert _step(run) == 7
 
     packager = PackageWidget(viewer)
     viewer.window.add_dock_widget(packager)
