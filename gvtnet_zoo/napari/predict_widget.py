@@ -16,7 +16,7 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, ProgressBar, P
 
 from ..errors import UserError
 from ..progress import CancellableProgress
-from .common import WorkerWidget
+from .common import WorkerWidget, report
 
 if TYPE_CHECKING:
     import napari
@@ -61,7 +61,7 @@ def _lazy_source(layer: Any) -> Optional[Path]:
 
 
 class PredictWidget(WorkerWidget):
-    """Package, input layer, mode, tile, weights, device; Predict runs in the background, Cancel stops it."""
+    """Package, input layer(s), mode, tile, weights, device; Predict runs in the background, Cancel stops it."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
         super().__init__(napari_viewer)
@@ -80,6 +80,8 @@ class PredictWidget(WorkerWidget):
         self.extend([self.model, self.image, self.mode, self.tile, self.weights, self.device, self.out_dir,
                      self.run_button, self.cancel_button, self.progress, self.status])
         self._cancel: Optional[CancellableProgress] = None
+        self.more_inputs: list[Any] = []  # a layer choice for each model input after the first
+        self.model.changed.connect(self._match_inputs)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
 
@@ -92,6 +94,31 @@ class PredictWidget(WorkerWidget):
             self.run_button.enabled, self.cancel_button.enabled = False, True
         return worker
 
+    def _match_inputs(self) -> None:
+        """One layer choice per model input, labelled with the input ids when there are several."""
+        from ..trust import read_description
+
+        for choice in self.more_inputs:
+            self.remove(choice)
+        self.more_inputs, self.image.label = [], "image"
+        path = self.model.value
+        if not path or str(path) in ("", ".") or not Path(path).exists():
+            return
+        try:
+            descr = read_description(path)
+        except UserError as err:
+            report(err)
+            return
+        ids = [str(getattr(t, "id", None) or t.name) for t in descr.inputs]
+        if len(ids) < 2:
+            return
+        self.image.label = ids[0]
+        for offset, input_id in enumerate(ids[1:], 1):
+            choice = create_widget(annotation="napari.layers.Image", label=input_id)
+            self.insert(self.index(self.image) + offset, choice)
+            self.more_inputs.append(choice)
+        self.reset_choices()
+
     def cancel(self) -> None:
         """Stop before the next tile; nothing is added to the viewer."""
         if self._cancel is not None:
@@ -99,16 +126,17 @@ class PredictWidget(WorkerWidget):
             self.status.value = "cancelling"
 
     def _job(self) -> dict[str, Any]:
-        layer = self.image.value
+        layers = [self.image.value] + [choice.value for choice in self.more_inputs]
         model = self.model.value
-        if layer is None:
-            raise UserError("choose an image layer to predict")
+        if any(layer is None for layer in layers):
+            raise UserError("choose an image layer for each input of the model")
         if not model or str(model) in ("", ".") or not Path(model).exists():
             raise UserError("choose a bioimage.io package (.zip, folder or rdf.yaml) to predict with")
-        source = _lazy_source(layer)
+        layer = layers[0]
+        source = _lazy_source(layer) if len(layers) == 1 else None
         out_dir = Path(self.out_dir.value) if source and str(self.out_dir.value) not in ("", ".") else (
             source.parent if source else None)
-        return {"model": str(model), "layer": layer, "source": source, "out_dir": out_dir,
+        return {"model": str(model), "layer": layer, "layers": layers, "source": source, "out_dir": out_dir,
                 "mode": MODES[self.mode.value], "tile": self.tile.value.strip() or None,
                 "weight_format": None if self.weights.value == "auto" else self.weights.value,
                 "device": self.device.value}
@@ -118,10 +146,11 @@ class PredictWidget(WorkerWidget):
         self.progress.max, self.progress.value = max(total, 1), done
         self.status.value = f"{done} / {total} tiles"
 
-    def on_return(self, result: tuple[str, Any, list[tuple[np.ndarray | list, dict[str, Any]]]]) -> None:
+    def on_return(self, result: tuple[str, Any, dict[str, tuple[np.ndarray | list, dict[str, Any]]]]) -> None:
         name, layer, outputs = result
-        for data, kwargs in outputs:
-            self.viewer.add_image(data, name=f"{name} ({layer.name})", **kwargs)
+        for output_id, (data, kwargs) in outputs.items():
+            label = f"{name} {output_id}" if len(outputs) > 1 else name
+            self.viewer.add_image(data, name=f"{label} ({layer.name})", **kwargs)
         self.status.value = f"done: {name} on {layer.name}"
 
     def on_finish(self) -> None:
@@ -130,14 +159,20 @@ class PredictWidget(WorkerWidget):
             self.status.value = "cancelled"
 
 
-def _predict(job: dict[str, Any], progress: CancellableProgress) -> tuple[str, Any, list]:
-    """In the worker: (model name, input layer, [(layer data, layer kwargs) per output])."""
+def _predict(job: dict[str, Any], progress: CancellableProgress) -> tuple[str, Any, dict[str, tuple[Any, dict]]]:
+    """In the worker: (model name, first input layer, {output id: (layer data, layer kwargs)})."""
     from ..trust import read_description
 
-    name = read_description(job["model"]).name
+    descr = read_description(job["model"])
     layer = job["layer"]
     if job["source"] is not None:
-        return name, layer, _predict_streamed(job, progress)
+        return descr.name, layer, _predict_streamed(job, [str(getattr(t, "id", None) or t.name) for t in descr.outputs], progress)
+    outputs = _predict_in_memory(job, [_in_memory(chosen) for chosen in job["layers"]], progress)
+    return descr.name, layer, outputs
+
+
+def _in_memory(layer: Any) -> np.ndarray:
+    """A layer's (first level's) voxels; lazy data without a file only when it fits in memory."""
     data = layer.data[0] if layer.multiscale else layer.data
     if not isinstance(data, np.ndarray):
         from ..predict.run import free_memory_bytes
@@ -146,25 +181,23 @@ def _predict(job: dict[str, Any], progress: CancellableProgress) -> tuple[str, A
         if int(np.prod(data.shape)) * 4 * IN_MEMORY_COPIES > free_memory_bytes(["cpu"]) // 2:
             raise UserError(f"layer {layer.name!r} is lazy, too large for memory, and napari knows no file it was "
                             "read from; save it as OME-Zarr and open that, so that it is predicted tile by tile")
-    outputs = _predict_in_memory(job, np.asarray(data), progress)
-    return name, layer, outputs
+    return np.asarray(data)
 
 
-def _predict_in_memory(job: dict[str, Any], image: np.ndarray, progress: CancellableProgress) -> list:
+def _predict_in_memory(job: dict[str, Any], images: list[np.ndarray], progress: CancellableProgress) -> dict:
     from ..predict.run import predict_image
 
-    layer = job["layer"]
-    results = predict_image(job["model"], {layer.name: image}, stacks=True, weight_format=job["weight_format"],
+    given = [layer.name for layer in job["layers"]]
+    names = [name if given.count(name) == 1 else f"{name} ({i + 1})" for i, name in enumerate(given)]  # one per input
+    results = predict_image(job["model"], dict(zip(names, images)), stacks=True, weight_format=job["weight_format"],
                             device=job["device"], mode=job["mode"], tile=job["tile"], echo=lambda _: None,
                             progress=progress)
-    return [layer_output(array, letters, layer) for array, letters in results.values()]
+    return {output_id: layer_output(array, letters, job["layer"]) for output_id, (array, letters) in results.items()}
 
 
-def _predict_streamed(job: dict[str, Any], progress: CancellableProgress) -> list:
-    """A lazy layer's store, tile by tile to OUT/NAME.ome.zarr, opened again lazily (all levels)."""
-    import dask.array as da
-    import zarr
-
+def _predict_streamed(job: dict[str, Any], output_ids: list[str], progress: CancellableProgress) -> dict:
+    """A lazy layer's store, tile by tile to OUT/NAME.ome.zarr (OUT/OUTPUT_ID/NAME.ome.zarr for several outputs),
+    each opened again lazily (all levels)."""
     from ..predict.run import parse_tile
     from ..predict.stream import output_name, predict_volumes
 
@@ -172,10 +205,20 @@ def _predict_streamed(job: dict[str, Any], progress: CancellableProgress) -> lis
                     device=job["device"], global_context=job["mode"] == "global", tile=parse_tile(job["tile"], 3), halo={},
                     axes=None, level=None, overwrite=False, resume=False, allow_download=False, dask=None,
                     echo=lambda _: None, progress=progress)
-    path = job["out_dir"] / output_name(job["source"])
+    several = len(output_ids) > 1
+    return {output_id: _lazy_layer(job["out_dir"] / (output_id if several else "") / output_name(job["source"]),
+                                   job["layer"]) for output_id in output_ids}
+
+
+def _lazy_layer(path: Path, layer: Any) -> tuple[Any, dict[str, Any]]:
+    """An OME-Zarr image as lazy layer data (its levels) placed on the input layer."""
+    import dask.array as da
+    import zarr
+
     group = zarr.open_group(str(path), mode="r")
-    multiscales = group.attrs.asdict().get("ome", group.attrs.asdict()).get("multiscales")[0]
+    attrs = group.attrs.asdict()
+    multiscales = attrs.get("ome", attrs)["multiscales"][0]
     levels = [da.from_zarr(group[d["path"]]) for d in multiscales["datasets"]]
     space = sum(1 for axis in multiscales["axes"] if axis.get("type") == "space")
-    where = placement(job["layer"], levels[0].shape, space)
-    return [(levels if len(levels) > 1 else levels[0], {**where, "multiscale": len(levels) > 1})]
+    return levels if len(levels) > 1 else levels[0], {**placement(layer, levels[0].shape, space),
+                                                      "multiscale": len(levels) > 1}

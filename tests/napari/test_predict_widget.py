@@ -157,3 +157,22 @@ def test_a_lazy_layer_without_a_file_is_not_loaded_when_it_cannot_fit(make_napar
     errors = [str(n.message) for n in notifications if n.severity == "error"]
     assert len(errors) == 1 and "save it as OME-Zarr" in errors[0]
     assert [layer.name for layer in viewer.layers] == ["computed"]
+
+
+def test_a_model_with_two_inputs_gets_a_layer_choice_for_each(make_napari_viewer: Any, qtbot: Any,
+                                                              tmp_path: Path) -> None:
+    from ..predict.zoo_builders import two_input_package
+
+    package, raw, mask, expected = two_input_package(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.add_image(raw[0, 0], name="cells")
+    viewer.add_image(mask[0, 0], name="mask")
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model.value = package
+    assert [widget.image.label, *[choice.label for choice in widget.more_inputs]] == ["raw", "mask"]
+    widget.image.value, widget.more_inputs[0].value, widget.device.value = viewer.layers["cells"], viewer.layers["mask"], "cpu"
+    finish(qtbot, widget, widget.start())
+    result = viewer.layers[-1]
+    assert result.name == "two inputs (cells)"
+    np.testing.assert_allclose(result.data, expected[0, 0], atol=1e-6, rtol=0)

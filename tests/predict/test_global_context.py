@@ -124,3 +124,20 @@ def test_global_context_on_cuda_equals_the_whole_forward() -> None:
     tiled = context.predict(image, {"z": 32, "y": 64, "x": 64})
     # TF32 convolutions on the GPU: a looser bound than the CPU's float32
     np.testing.assert_allclose(tiled, whole, atol=1e-3 * np.ptp(whole), rtol=0)
+
+
+def test_progress_counts_every_pass_and_a_cancel_stops_before_the_next_tile() -> None:
+    from gvtnet_zoo.errors import Cancelled
+    from gvtnet_zoo.progress import CancellableProgress
+
+    context = ContextNetwork.build(load_spec("demo-gvtnet-label-free-2d", ["model.base_channels=4"]))
+    image = np.random.default_rng(0).normal(size=(1, 1, 128, 128)).astype(np.float32)
+    tile = {"y": 2 * context.halo[-1] + 32, "x": 2 * context.halo[-1] + 32}
+    seen: list[tuple[int, int]] = []
+    context.predict(image, tile, progress=lambda done, total: seen.append((done, total)))
+    total = seen[-1][1]
+    passes = len(context.attentions) + 1  # one collecting pass per GVTO, then the predicting pass
+    assert total % passes == 0 and total > passes and seen == [(i, total) for i in range(total + 1)]
+    cancel = CancellableProgress(lambda done, total: cancel.cancel() if done == 2 else None)
+    with pytest.raises(Cancelled):
+        context.predict(image, tile, progress=cancel)

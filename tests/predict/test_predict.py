@@ -19,6 +19,7 @@ from gvtnet_zoo.spec_loading import load_spec
 from gvtnet_zoo.train.trainer import train
 
 from ..conftest import PACKAGE_RUN
+from .zoo_builders import two_input_package
 
 
 def _from_package(package: Path, name: str) -> np.ndarray:
@@ -212,51 +213,8 @@ def test_torchrun_shards_files_across_processes(packages: dict[str, Path], tmp_p
     assert sorted(line.split()[1] for line in lines) == ["1", "2"]  # files split 2 + 1 between the processes
 
 
-class _TwoInputs(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 3, padding=1)
-
-    def forward(self, raw: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.conv(raw) * mask
-
-
 def test_models_with_two_inputs_pair_files_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bioimageio.spec import save_bioimageio_package
-    from bioimageio.spec.model import v0_5 as bio
-
-    torch.manual_seed(0)
-    net = _TwoInputs().eval()
-    rng = np.random.default_rng(2)
-    raw = rng.random((1, 1, 48, 40)).astype(np.float32)
-    mask = (rng.random((1, 1, 48, 40)) > 0.5).astype(np.float32)
-    with torch.no_grad():
-        expected = net(torch.from_numpy(raw), torch.from_numpy(mask)).numpy()
-    for name, array in (("raw", raw), ("mask", mask), ("out", expected)):
-        np.save(tmp_path / f"{name}.npy", array)
-    torch.jit.script(net).save(str(tmp_path / "w.pt"))
-    (tmp_path / "README.md").write_text("# two inputs\n")
-
-    def space(kind: type) -> list:
-        return [kind(id=bio.AxisId(a), size=bio.ParameterizedSize(min=8, step=8)) for a in "yx"]
-
-    def axes(name: str) -> list:
-        return [bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(name)])]
-
-    descr = bio.ModelDescr(
-        name="two inputs", description="masked filter", authors=[bio.Author(name="Someone Else")],
-        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
-        documentation=bio.FileDescr(source=tmp_path / "README.md"),
-        inputs=[bio.InputTensorDescr(id=bio.TensorId(n), test_tensor=bio.FileDescr(source=tmp_path / f"{n}.npy"),
-                                     axes=axes(n) + space(bio.SpaceInputAxis)) for n in ("raw", "mask")],
-        outputs=[bio.OutputTensorDescr(
-            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=tmp_path / "out.npy"),
-            axes=axes("o") + [bio.SpaceOutputAxis(id=bio.AxisId(a), size=bio.SizeReference(
-                tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))) for a in "yx"])],
-        weights=bio.WeightsDescr(torchscript=bio.TorchscriptWeightsDescr(source=tmp_path / "w.pt",
-                                                                           pytorch_version=bio.Version("2.0"))),
-    )
-    package = save_bioimageio_package(descr, output_path=tmp_path / "two.zip")
+    package, raw, mask, expected = two_input_package(tmp_path)
     for folder, array in (("raws", raw), ("masks", mask)):
         (tmp_path / folder).mkdir()
         tifffile.imwrite(tmp_path / folder / "cell.tif", array[0, 0])

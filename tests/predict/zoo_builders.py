@@ -49,3 +49,50 @@ def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size
         weights=weights or torchscript_weights(net, folder),
     )
     return Path(save_bioimageio_package(descr, output_path=folder / f"{name}.zip"))  # name: 5+ characters
+
+
+class _TwoInputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, raw: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.conv(raw) * mask
+
+
+def two_input_package(folder: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray]:
+    """A masked filter with inputs 'raw' and 'mask' (b, c, y, x; multiples of 8), output 'out'; TorchScript.
+    Returns (package, raw, mask, expected output), each array (1, 1, 48, 40)."""
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5 as bio
+
+    torch.manual_seed(0)
+    net = _TwoInputs().eval()
+    rng = np.random.default_rng(2)
+    raw = rng.random((1, 1, 48, 40)).astype(np.float32)
+    mask = (rng.random((1, 1, 48, 40)) > 0.5).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(raw), torch.from_numpy(mask)).numpy()
+    for name, array in (("raw", raw), ("mask", mask), ("out", expected)):
+        np.save(folder / f"{name}.npy", array)
+    (folder / "README.md").write_text("# two inputs\n")
+
+    def space(kind: type) -> list:
+        return [kind(id=bio.AxisId(a), size=bio.ParameterizedSize(min=8, step=8)) for a in "yx"]
+
+    def axes(name: str) -> list:
+        return [bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier(name)])]
+
+    descr = bio.ModelDescr(
+        name="two inputs", description="masked filter", authors=[bio.Author(name="Someone Else")],
+        cite=[bio.CiteEntry(text="none", doi=bio.Doi("10.1038/s42256-020-00283-x"))], license=bio.LicenseId("MIT"),
+        documentation=bio.FileDescr(source=folder / "README.md"),
+        inputs=[bio.InputTensorDescr(id=bio.TensorId(n), test_tensor=bio.FileDescr(source=folder / f"{n}.npy"),
+                                     axes=axes(n) + space(bio.SpaceInputAxis)) for n in ("raw", "mask")],
+        outputs=[bio.OutputTensorDescr(
+            id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=folder / "out.npy"),
+            axes=axes("o") + [bio.SpaceOutputAxis(id=bio.AxisId(a), size=bio.SizeReference(
+                tensor_id=bio.TensorId("raw"), axis_id=bio.AxisId(a))) for a in "yx"])],
+        weights=torchscript_weights(net, folder),
+    )
+    return Path(save_bioimageio_package(descr, output_path=folder / "two.zip")), raw, mask, expected
