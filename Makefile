@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 # On the project's machines this pin takes the CPU wheel that lies on disk; elsewhere PyPI's build.
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= demo-out
-# ilastik bundles an older bioimage.io reader; the tests check that packages load with it too.
+# ilastik 1.4.2 bundles bioimageio.core 0.10.2 and bioimageio.spec 0.5.9.1; the tests load and run packages with
+# exactly those (the collection's ilastik check: test_model on the TorchScript weights).
 OLD_SPEC_VENV := .venv-oldspec
 
 # napari's canvas needs OpenGL on a screen; on a Linux machine without one the tests draw on Xvfb (a virtual
@@ -31,7 +32,8 @@ oldspec: $(OLD_SPEC_VENV)/.installed
 
 $(OLD_SPEC_VENV)/.installed: Makefile
 	test -x $(OLD_SPEC_VENV)/bin/python || $(PYTHON) -m venv $(OLD_SPEC_VENV)
-	$(OLD_SPEC_VENV)/bin/python -m pip install "bioimageio.spec==0.5.9.1" "pydantic<2.12"
+	$(OLD_SPEC_VENV)/bin/python -m pip install "$(TORCH)"
+	$(OLD_SPEC_VENV)/bin/python -m pip install "bioimageio.core==0.10.2" "bioimageio.spec==0.5.9.1" "pydantic<2.12"
 	touch $@
 
 screen:

@@ -57,23 +57,29 @@ def _package(args: argparse.Namespace) -> None:
 
 
 def _test(args: argparse.Namespace) -> None:
-    from .export.zoo_test import format_results, run_zoo_tests, weight_formats_in
-    from .trust import architecture_origin, read_description, refuse_downloads, runs_our_own_code
+    if args.partners:
+        from .export.publish import failed
+        from .export.upload import check_package
+
+        _, rows = check_package(Path(args.model), args.weight_format, partners=True, for_upload=False)
+        if failed(rows):
+            raise PackageFailed(f"{args.model}: {len(failed(rows))} check(s) failed")
+        return
+    from .export.zoo_test import format_results, formats_to_test, run_zoo_tests
+    from .trust import read_description, refuse_downloads
 
     descr = read_description(args.model)
     refuse_downloads(descr, args.model, args.allow_download)
-    formats = [args.weight_format] if args.weight_format else weight_formats_in(descr)
-    if not args.weight_format and "pytorch_state_dict" in formats and not runs_our_own_code(descr):
-        formats.remove("pytorch_state_dict")
-        print(f"skipping pytorch_state_dict: its network is Python code from {architecture_origin(descr)}, not "
-              "gvtnet-zoo's; if you trust it, test it with --weight-format pytorch_state_dict")
-    if not formats:
-        raise UserError(f"{args.model} has no weights to test without running its code; "
-                        "name --weight-format pytorch_state_dict if you trust it")
-    results = run_zoo_tests(Path(args.model), formats)
+    results = run_zoo_tests(Path(args.model), formats_to_test(descr, args.weight_format))
     print(f"bioimageio.core test_model on {args.model}:\n{format_results(results)}")
     if not all(r.passed for r in results):
         raise PackageFailed(f"{args.model} failed the zoo's tests")
+
+
+def _upload(args: argparse.Namespace) -> None:
+    from .export.upload import upload_package
+
+    upload_package(Path(args.model), args.dry_run)
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -195,7 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="default: every format; a state dict whose code is not gvtnet-zoo's only if named")
     test.add_argument("--allow-download", action="store_true",
                       help="let the package's remote files be downloaded (sha256-checked); default: refused")
+    test.add_argument("--partners", action="store_true",
+                      help="also the upload checks and bioimage.io's partner rules (core determinism=full, ilastik, "
+                           "deepImageJ), as far as they run here")
     test.set_defaults(handler=_test)
+    upload = sub.add_parser("upload", help="check a package, then upload it to bioimage.io for review")
+    upload.add_argument("model", help="a package .zip (or its folder or rdf.yaml) made by gvtnet-zoo package")
+    upload.add_argument("--dry-run", action="store_true", help="run the checks and say what would be sent; send nothing")
+    upload.set_defaults(handler=_upload)
     predict = sub.add_parser("predict", help="run any bioimage.io model on TIFF/.npy files or OME-Zarr volumes")
     predict.add_argument("model", help="a bioimage.io package: .zip, folder or rdf.yaml (format 0.4 or 0.5)")
     predict.add_argument("inputs", nargs="*", metavar="INPUT",

@@ -163,6 +163,9 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
         "steps": f"{spec.train.steps:,}", "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
         "normalization_text": normalization, "target_scale": target_scale,
         "validation_table": validation_table(run.metrics),
+        "validation_data": ((f"the run's {provenance.val_images} held-out image(s) of {provenance.data}" if provenance
+                             else "the run's held-out images") + f" (loss on {data.val_patches} patches of them, NRMSE "
+                            f"and Pearson r on up to {spec.train.val_max_images} whole images)"),
         "limitations": ("Trained on the data described above only: expect it to fail on other microscopes, stains, "
                         "magnifications or noise levels without retraining. A restored image is a prediction, not a "
                         "measurement; check it against real acquisitions before drawing conclusions."),

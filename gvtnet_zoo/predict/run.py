@@ -368,8 +368,11 @@ def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, ax
     with open_predictor(model, mode, device, tile, halo, echo) as predictor:
         for k, arrays in enumerate(planes):
             members, space_voxels = sample_members(model, arrays)
-            report = (lambda done, total, k=k: progress(k * total + done, len(planes) * total))
-            outputs = predictor.predict(members, space_voxels, next(iter(images)), report)
+
+            def of_all(done: int, total: int, k: int = k) -> None:  # tiles of every image together
+                progress(k * total + done, len(planes) * total)
+
+            outputs = predictor.predict(members, space_voxels, next(iter(images)), of_all)
             for output_id, array in outputs.items():
                 results[output_id].append(array)
     letters_of = {o: "".join(axis_letters(t)) for o, t in zip(model.output_ids, model.descr.outputs)}

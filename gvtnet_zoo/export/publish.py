@@ -1,0 +1,184 @@
+"""Before bioimage.io: the checks an upload must pass, and the collection's partner rules (bioimageio.core,
+ilastik, deepImageJ) as far as they run here, each a row of one table.
+
+The collection (github.com/bioimage-io/collection, scripts/check_compatibility_*.py) tests core with
+``determinism="full"``; ilastik 1.4.2 runs bioimageio.core 0.10.2 / spec 0.5.9.1 and loads TorchScript, else
+the state dict, never ONNX, with one input and one output; deepImageJ runs headless Fiji with PyTorch 1.13.1
+and ONNX opset 17, one input. Rules that need those programs are listed as not run.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .zoo_test import FormatResult
+
+PASS, FAIL, NOT_APPLICABLE, NOT_RUN = "pass", "FAIL", "n/a", "not run"
+DEEPIMAGEJ_OPSET = 17
+# what templates and examples put where a person belongs
+PLACEHOLDER_NAMES = {"", "author", "authors", "name", "your name", "first last", "unknown", "todo", "tbd", "me",
+                     "someone", "gvtnet-zoo developers", "anonymous"}
+PLACEHOLDER_LICENSES = {"", "unknown", "todo", "tbd", "other", "none", "noassertion"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row: what was checked, the result (pass / FAIL / n/a / not run) and why."""
+
+    name: str
+    status: str
+    why: str
+
+
+def format_checks(title: str, checks: Sequence[Check]) -> str:
+    """A plain-text table under ``title``."""
+    width = max(len(c.name) for c in checks)
+    return "\n".join([title] + [f"  {c.name:{width}s}  {c.status:7s}  {c.why}" for c in checks])
+
+
+def failed(checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks if c.status == FAIL]
+
+
+def package_text(source: Path, relative: str) -> Optional[str]:
+    """A file of the package (zip, folder or the folder of its rdf.yaml) as text, None if it is not there."""
+    try:
+        if source.suffix == ".zip":
+            with zipfile.ZipFile(source) as archive:
+                return archive.read(relative).decode("utf-8", errors="replace")
+        folder = source if source.is_dir() else source.parent
+        return (folder / relative).read_text(errors="replace")
+    except (KeyError, OSError):
+        return None
+
+
+def rdf_content(source: Path) -> dict[str, Any]:
+    """The package's rdf.yaml as written (the loaded description fills in defaults)."""
+    import yaml
+
+    name = "rdf.yaml" if source.suffix == ".zip" or source.is_dir() else source.name
+    if source.suffix == ".zip":
+        with zipfile.ZipFile(source) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(("rdf.yaml", "bioimageio.yaml"))), name)
+    return yaml.safe_load(package_text(source, name) or "") or {}
+
+
+def validation_section(readme: str) -> Optional[str]:
+    """The text of the model card's '## Validation' section (up to the next heading of level 1 or 2)."""
+    match = re.search(r"^##\s+Validation\s*$(.*?)(?=^#{1,2}\s|\Z)", readme, re.MULTILINE | re.DOTALL)
+    return match.group(1).strip() if match else None
+
+
+def _test_rows(label: str, results: Sequence[FormatResult]) -> list[Check]:
+    return [Check(f"{label} {r.weight_format}", PASS if r.passed else FAIL,
+                  "bioimageio.core test_model" if r.passed else (r.failures or ["failed"])[0][:200]) for r in results]
+
+
+def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token_set: Optional[bool]) -> list[Check]:
+    """What an upload needs: the zoo's tests, real authors and licence, a '## Validation' section with the
+    run's metrics, no ``id``, and (``token_set`` not None) the upload token."""
+    rows = _test_rows("test_model", tests)
+    names = [str(a.name).strip() for a in getattr(descr, "authors", None) or []]
+    placeholders = [n for n in names if n.lower() in PLACEHOLDER_NAMES]
+    rows.append(Check("authors", FAIL if not names or placeholders else PASS,
+                      "none; give --author 'Name;affiliation;orcid' when packaging" if not names else
+                      f"placeholder {placeholders[0]!r}; name the real authors" if placeholders else ", ".join(names)))
+    licence = str(getattr(descr, "license", "") or "")
+    rows.append(Check("licence", FAIL if licence.lower() in PLACEHOLDER_LICENSES else PASS,
+                      f"{licence or 'none'}; choose an SPDX id with --license" if licence.lower() in PLACEHOLDER_LICENSES
+                      else f"{licence} (an SPDX id; make sure it is yours to choose)"))
+    documentation = getattr(descr, "documentation", None)
+    documentation = str(getattr(documentation, "source", documentation) or "")  # a FileDescr (0.5) or a path
+    readme = package_text(source, documentation) if documentation and "://" not in documentation else None
+    section = validation_section(readme or "")
+    rows.append(Check("model card ## Validation", PASS if section and re.search(r"\d", section) else FAIL,
+                      "no documentation file in the package" if readme is None else
+                      "no '## Validation' section; say what data it was validated on, with the metrics" if section is None
+                      else "the section has no metrics (numbers)" if not re.search(r"\d", section) else
+                      f"{len(section.splitlines())} lines with metrics"))
+    model_id = getattr(descr, "id", None)
+    rows.append(Check("no id", FAIL if model_id else PASS,
+                      f"the description has id {model_id}: a new upload gets its id from bioimage.io; remove it"
+                      if model_id else "bioimage.io assigns one"))
+    if token_set is not None:
+        rows.append(Check("upload token", PASS if token_set else FAIL,
+                          "BIOIMAGEIO_HYPHA_UPLOAD_TOKEN is set" if token_set else
+                          "set BIOIMAGEIO_HYPHA_UPLOAD_TOKEN (bioimage.io > API > hypha-rpc token)"))
+    return rows
+
+
+def _onnx_opset(source: Path, descr: Any) -> Optional[int]:
+    """The default-domain opset of the ONNX weights (read from the file), None when there are none."""
+    import onnx
+
+    weights = getattr(descr.weights, "onnx", None)
+    if weights is None:
+        return None
+    relative = str(weights.source)
+    if source.suffix == ".zip":
+        with zipfile.ZipFile(source) as archive:
+            model = onnx.load_model_from_string(archive.read(relative))
+    else:
+        model = onnx.load((source if source.is_dir() else source.parent) / relative, load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _axes_rules(raw: dict[str, Any]) -> list[str]:
+    """deepImageJ's reading of axes: every space axis with an explicit id, input sizes fixed or min/step, output
+    sizes fixed or a reference to an input axis. Returns the problems."""
+    problems = []
+    for kind in ("inputs", "outputs"):
+        for tensor in raw.get(kind) or []:
+            for axis in tensor.get("axes") or []:
+                if not isinstance(axis, dict) or axis.get("type") != "space":
+                    continue
+                where = f"{tensor.get('id', '?')}.{axis.get('id', '?')}"
+                size = axis.get("size")
+                if "id" not in axis:
+                    problems.append(f"space axis of {tensor.get('id', '?')} without an explicit id")
+                elif kind == "inputs" and not (isinstance(size, int) or isinstance(size, dict) and {"min", "step"} <= set(size)):
+                    problems.append(f"input size of {where} is neither fixed nor min/step")
+                elif kind == "outputs" and not (isinstance(size, int) or isinstance(size, dict) and "tensor_id" in size
+                                                and size.get("tensor_id") in {t.get("id") for t in raw.get("inputs") or []}):
+                    problems.append(f"output size of {where} is neither fixed nor a reference to an input axis")
+    return problems
+
+
+def partner_checks(source: Path, descr: Any, full_determinism: Sequence[FormatResult]) -> list[Check]:
+    """The collection's per-partner compatibility rules, and what of them could not run here."""
+    rows = _test_rows("core: determinism=full", full_determinism)
+    rows.append(Check("core: runtime as described", NOT_RUN,
+                      "the collection builds the package's own environment; this ran in the current one"))
+    inputs, outputs = len(descr.inputs), len(descr.outputs)
+    weights = {f for f in ("torchscript", "pytorch_state_dict", "onnx") if getattr(descr.weights, f, None) is not None}
+    if inputs != 1 or outputs != 1:
+        why = f"ilastik takes one input and one output; this model has {inputs} and {outputs}"
+        rows.append(Check("ilastik: one input, one output", NOT_APPLICABLE, why))
+    else:
+        rows.append(Check("ilastik: one input, one output", PASS, "yes"))
+        loadable = [f for f in ("torchscript", "pytorch_state_dict") if f in weights]
+        rows.append(Check("ilastik: weights it loads", PASS if loadable else FAIL,
+                          f"{loadable[0]} (ilastik takes torchscript, else the state dict)" if loadable else
+                          "ilastik never loads ONNX; add torchscript weights"))
+        rows.append(Check("ilastik: test_model in its environment", NOT_RUN,
+                          "bioimageio.core 0.10.2 + spec 0.5.9.1 (ilastik 1.4.2): gvtnet-zoo's CI runs it on its packages"))
+    if inputs != 1:
+        rows.append(Check("deepImageJ: one input", NOT_APPLICABLE, f"deepImageJ takes one input; this model has {inputs}"))
+        return rows
+    rows.append(Check("deepImageJ: one input", PASS, "yes"))
+    opset = _onnx_opset(source, descr)
+    if opset is not None:
+        rows.append(Check(f"deepImageJ: ONNX opset <= {DEEPIMAGEJ_OPSET}", PASS if opset <= DEEPIMAGEJ_OPSET else FAIL,
+                          f"opset {opset}" + ("" if opset <= DEEPIMAGEJ_OPSET else "; export with an older opset")))
+    else:
+        rows.append(Check(f"deepImageJ: ONNX opset <= {DEEPIMAGEJ_OPSET}", NOT_APPLICABLE,
+                          "no ONNX weights" + ("; deepImageJ runs the TorchScript ones" if "torchscript" in weights else "")))
+    problems = _axes_rules(rdf_content(source))
+    rows.append(Check("deepImageJ: axes and sizes it reads", FAIL if problems else PASS,
+                      "; ".join(problems[:3]) if problems else "explicit space axis ids; sizes fixed, min/step or references"))
+    rows.append(Check("deepImageJ: headless Fiji", NOT_RUN, "needs Fiji with deepImageJ (PyTorch 1.13.1, ONNX opset 17)"))
+    return rows

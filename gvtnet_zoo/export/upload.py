@@ -1,0 +1,54 @@
+"""``gvtnet-zoo upload`` and ``test --partners``: the checks first (export/publish.py), then bioimageio.spec's own
+upload to bioimage.io's artifact manager; nothing is sent unless every check passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import PackageFailed
+from .publish import FAIL, Check, failed, format_checks, partner_checks, upload_checks
+from .zoo_test import formats_to_test, run_zoo_tests
+
+
+def _token_set() -> bool:
+    """Whether bioimageio.spec has an upload token (from BIOIMAGEIO_HYPHA_UPLOAD_TOKEN or its .env); never read out."""
+    from bioimageio.spec import settings
+
+    return bool(settings.hypha_upload_token)
+
+
+def check_package(source: Path, weight_format: Optional[str], partners: bool, for_upload: bool,
+                  echo: Callable[[str], None] = print) -> tuple[Any, list[Check]]:
+    """(the description, every check row) printed as tables: the upload checks, then (``partners``) the
+    partner rules. The package must not name remote files (trust.refuse_downloads)."""
+    from ..trust import read_description, refuse_downloads
+
+    descr = read_description(source)
+    refuse_downloads(descr, source, False)
+    formats = formats_to_test(descr, weight_format, echo)
+    rows = upload_checks(source, descr, run_zoo_tests(source, formats), _token_set() if for_upload else None)
+    echo(format_checks(f"before upload ({source.name}):", rows))
+    if partners:
+        partner_rows = partner_checks(source, descr, run_zoo_tests(source, formats, determinism="full"))
+        echo(format_checks("partner compatibility (as bioimage.io's collection checks):", partner_rows))
+        rows += partner_rows
+    return descr, rows
+
+
+def upload_package(source: Path, dry_run: bool, echo: Callable[[str], None] = print) -> Optional[str]:
+    """Check, then upload with ``bioimageio.spec.upload``; returns the staged model's URL (None for a dry run).
+    Raises PackageFailed, having sent nothing, when a check fails."""
+    from bioimageio.spec import get_package_content, settings, upload
+
+    descr, rows = check_package(source, None, partners=False, for_upload=True, echo=echo)
+    if failed(rows):
+        names = ", ".join(c.name for c in rows if c.status == FAIL)
+        raise PackageFailed(f"not uploaded: {names} failed; nothing was sent")
+    files = sorted(get_package_content(descr))
+    if dry_run:
+        echo(f"would send {len(files)} files to {settings.hypha_upload} (create, put_file, edit): {', '.join(files)}")
+        return None
+    url = str(upload(descr))
+    echo(f"uploaded {source.name}: staged for review at {url}")
+    return url
