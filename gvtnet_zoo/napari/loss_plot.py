@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+from typing import Optional
+
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
@@ -17,8 +21,15 @@ class LossPlot:
         self.series: dict[str, tuple[list[int], list[float]]] = {}
         self.draw()
 
-    def clear(self) -> None:
+    def load(self, metrics_csv: Optional[Path]) -> None:
+        """Start over, with the losses a run's metrics.csv holds (None or a missing file: empty)."""
         self.series.clear()
+        if metrics_csv is not None and metrics_csv.is_file():
+            with metrics_csv.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    for column, label in (("train_loss", "training"), ("val_loss", "validation")):
+                        if row.get(column):
+                            self.add(label, int(row["step"]), float(row[column]))
         self.draw()
 
     def add(self, label: str, step: int, loss: float) -> None:

@@ -17,6 +17,7 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, ProgressBar, P
 
 from ..errors import UserError
 from ..train.interrupt import StopRequest
+from ..train.run_dir import RunDir
 from ..train.observe import TrainingEvent
 from .common import WorkerWidget, report
 from .loss_plot import LossPlot
@@ -111,8 +112,8 @@ class TrainWidget(WorkerWidget):
         self._stop = StopRequest()
         worker = self.launch(lambda: self._job(resume), _train, self._stop, self.relay.event.emit)
         if worker is not None:
-            if not resume:
-                self.plot.clear()
+            # a resumed run's plot starts with what the run logged so far (a CLI run's too)
+            self.plot.load(RunDir(Path(self.run_dir.value)).metrics if resume else None)
             self.progress.value, self.status.value = 0, "reading the data"
             self.train_button.enabled = self.resume_button.enabled = False
             self.stop_button.enabled = True
@@ -126,7 +127,7 @@ class TrainWidget(WorkerWidget):
 
     def _job(self, resume: bool) -> dict[str, Any]:
         from ..spec_loading import load_spec
-        from ..train.run_dir import RunDir, check_run_dir
+        from ..train.run_dir import check_run_dir
 
         if str(self.run_dir.value) in ("", "."):
             raise UserError("choose a run folder (checkpoints, metrics and samples go there)")
