@@ -103,3 +103,25 @@ def test_a_run_started_on_the_command_line_is_continued_in_the_widget(make_napar
     finish(qtbot, widget, widget.start(resume=True))
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
     assert widget.plot.series["training"][0] == [1, 2, 3, 4, 5]  # the CLI's steps read back, then the widget's
+
+
+def test_a_package_that_fails_its_tests_is_shown_and_one_notification(make_napari_viewer: Any, qtbot: Any,
+                                                                      packages: dict[str, Path], tmp_path: Path,
+                                                                      notifications: list,
+                                                                      monkeypatch: Any) -> None:
+    from gvtnet_zoo.export import package
+    from gvtnet_zoo.export.zoo_test import FormatResult
+    from gvtnet_zoo.napari.package_widget import PackageWidget
+
+    from .conftest import finish
+
+    monkeypatch.setattr(package, "run_zoo_tests", lambda built, formats: [
+        FormatResult(f, f != "onnx", [] if f != "onnx" else ["Reproduce test outputs: output differs"]) for f in formats])
+    widget = PackageWidget(make_napari_viewer())
+    widget.run_dir.value, widget.out.value = packages["2d"].parent / "run", tmp_path / "model.zip"
+    finish(qtbot, widget, widget.start())
+    assert "onnx: FAILED" in widget.results.value and "torchscript: passed" in widget.results.value
+    errors = [str(n.message) for n in notifications if n.severity == "error"]
+    assert len(errors) == 1 and "model.failed.zip" in errors[0] and "\n" not in errors[0]
+    assert widget.package is None and not widget.predict_button.enabled
+    assert not (tmp_path / "model.zip").exists() and (tmp_path / "model.failed.zip").exists()

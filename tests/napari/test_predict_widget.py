@@ -176,3 +176,24 @@ def test_a_model_with_two_inputs_gets_a_layer_choice_for_each(make_napari_viewer
     result = viewer.layers[-1]
     assert result.name == "two inputs (cells)"
     np.testing.assert_allclose(result.data, expected[0, 0], atol=1e-6, rtol=0)
+
+
+def test_global_context_in_the_widget_equals_the_command_line(make_napari_viewer: Any, qtbot: Any,
+                                                              packages: dict[str, Path], tmp_path: Path) -> None:
+    import tifffile
+
+    from gvtnet_zoo.cli import main
+
+    image = np.random.default_rng(3).random((128, 128)).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="field")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.mode.value, widget.tile.value = packages["2d"], "cpu", \
+        "global context", "96,96"
+    finish(qtbot, widget, widget.start())
+    assert widget.progress.value == widget.progress.max > 4  # collecting passes and the predicting pass
+    tifffile.imwrite(tmp_path / "field.tif", image)
+    assert main(["predict", str(packages["2d"]), str(tmp_path / "field.tif"), "--out", str(tmp_path / "cli"),
+                 "--global-context", "--tile", "96,96", "--device", "cpu"]) == 0
+    expected = tifffile.imread(tmp_path / "cli" / "field.tif")
+    assert np.abs(viewer.layers[-1].data - expected).max() <= 1e-5 * float(np.ptp(expected))
