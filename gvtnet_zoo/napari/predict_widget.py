@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import napari
 
 MODES = {"auto": "auto", "whole": "whole", "tiles": "tile", "global context": "global"}
+# what to do when a large image's OME-Zarr output exists: the CLI's default, --overwrite, --resume
+EXISTING = {"keep it (stop)": {}, "replace it": {"overwrite": True}, "complete it (resume)": {"resume": True}}
 WEIGHTS = ("auto", "onnx", "torchscript", "pytorch_state_dict")
 
 
@@ -73,12 +75,15 @@ class PredictWidget(WorkerWidget):
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.out_dir = FileEdit(label="large images to", mode="d",
                                 tooltip="lazy (Zarr) layers are written here as OME-Zarr; default: beside the input")
+        self.existing = ComboBox(label="if it exists", choices=list(EXISTING), value="keep it (stop)",
+                                 tooltip="a large image's OME-Zarr output already there: keep it, replace it, or "
+                                         "complete an interrupted one")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="tiles", value=0, max=1)
         self.status = Label(value="")
         self.extend([self.model, self.image, self.mode, self.tile, self.weights, self.device, self.out_dir,
-                     self.run_button, self.cancel_button, self.progress, self.status])
+                     self.existing, self.run_button, self.cancel_button, self.progress, self.status])
         self._cancel: Optional[CancellableProgress] = None
         self.more_inputs: list[Any] = []  # a layer choice for each model input after the first
         self.model.changed.connect(self._match_inputs)
@@ -139,7 +144,7 @@ class PredictWidget(WorkerWidget):
         return {"model": str(model), "layer": layer, "layers": layers, "source": source, "out_dir": out_dir,
                 "mode": MODES[self.mode.value], "tile": self.tile.value.strip() or None,
                 "weight_format": None if self.weights.value == "auto" else self.weights.value,
-                "device": self.device.value}
+                "device": self.device.value, "existing": EXISTING[self.existing.value]}
 
     def on_event(self, done_total: tuple[int, int]) -> None:
         done, total = done_total
@@ -203,8 +208,9 @@ def _predict_streamed(job: dict[str, Any], output_ids: list[str], progress: Canc
 
     predict_volumes(job["model"], [job["source"]], job["out_dir"], weight_format=job["weight_format"],
                     device=job["device"], global_context=job["mode"] == "global", tile=parse_tile(job["tile"], 3), halo={},
-                    axes=None, level=None, overwrite=False, resume=False, allow_download=False, dask=None,
-                    echo=lambda _: None, progress=progress)
+                    axes=None, level=None, overwrite=job["existing"].get("overwrite", False),
+                    resume=job["existing"].get("resume", False), allow_download=False, dask=None, echo=lambda _: None,
+                    progress=progress)
     several = len(output_ids) > 1
     return {output_id: _lazy_layer(job["out_dir"] / (output_id if several else "") / output_name(job["source"]),
                                    job["layer"]) for output_id in output_ids}

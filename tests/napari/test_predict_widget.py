@@ -197,3 +197,41 @@ def test_global_context_in_the_widget_equals_the_command_line(make_napari_viewer
                  "--global-context", "--tile", "96,96", "--device", "cpu"]) == 0
     expected = tifffile.imread(tmp_path / "cli" / "field.tif")
     assert np.abs(viewer.layers[-1].data - expected).max() <= 1e-5 * float(np.ptp(expected))
+
+
+def test_a_cancelled_large_image_is_kept_and_completed_on_request(make_napari_viewer: Any, qtbot: Any,
+                                                                  packages: dict[str, Path], tmp_path: Path,
+                                                                  paused: dict[str, Any], notifications: list,
+                                                                  images: Callable[..., np.ndarray]) -> None:
+    import dask.array as da
+    import zarr
+    from napari.layers._source import layer_source
+
+    from gvtnet_zoo.predict.run import predict_image
+
+    image = np.tile(images("train", "source"), (2, 2))
+    store = tmp_path / "big.zarr"
+    zarr.create_array(str(store), shape=image.shape, chunks=(64, 64), dtype="float32")[:] = image
+    viewer = make_napari_viewer()
+    with layer_source(path=str(store)):
+        viewer.add_image(da.from_zarr(str(store)), name="big")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
+    widget.mode.value, widget.tile.value, widget.out_dir.value = "tiles", "96,96", tmp_path / "out"
+    worker = widget.start()
+    qtbot.waitUntil(paused["reached"].is_set, timeout=60_000)
+    widget.cancel()
+    paused["release"].set()
+    finish(qtbot, widget, worker)
+    output = tmp_path / "out" / "big.ome.zarr"
+    assert len(viewer.layers) == 1 and output.is_dir() and paused["raised"] == [1]
+    finish(qtbot, widget, widget.start())  # the default keeps what is there
+    errors = [str(n.message) for n in notifications if n.severity == "error"]
+    assert len(errors) == 1 and "exists" in errors[0] and len(viewer.layers) == 1
+    widget.existing.value = "complete it (resume)"
+    finish(qtbot, widget, widget.start())
+    assert len(viewer.layers) == 2
+    [(expected, _)] = predict_image(packages["2d"], {"big": image}, weight_format="onnx", device="cpu", mode="whole",
+                                    echo=lambda _: None).values()
+    produced = np.asarray(viewer.layers[-1].data[0] if viewer.layers[-1].multiscale else viewer.layers[-1].data)
+    assert np.abs(produced.reshape(expected.shape) - expected).max() <= 1e-5 * float(np.ptp(expected))
