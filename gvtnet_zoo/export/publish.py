@@ -44,16 +44,20 @@ def failed(checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.status == FAIL]
 
 
-def package_text(source: Path, relative: str) -> Optional[str]:
-    """A file of the package (zip, folder or the folder of its rdf.yaml) as text, None if it is not there."""
+def package_bytes(source: Path, relative: str) -> Optional[bytes]:
+    """A file of the package (zip, folder or the folder of its rdf.yaml), None if it is not there."""
     try:
         if source.suffix == ".zip":
             with zipfile.ZipFile(source) as archive:
-                return archive.read(relative).decode("utf-8", errors="replace")
-        folder = source if source.is_dir() else source.parent
-        return (folder / relative).read_text(errors="replace")
+                return archive.read(relative)
+        return ((source if source.is_dir() else source.parent) / relative).read_bytes()
     except (KeyError, OSError):
         return None
+
+
+def package_text(source: Path, relative: str) -> Optional[str]:
+    data = package_bytes(source, relative)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def rdf_content(source: Path) -> dict[str, Any]:
@@ -112,18 +116,16 @@ def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token
 
 
 def _onnx_opset(source: Path, descr: Any) -> Optional[int]:
-    """The default-domain opset of the ONNX weights (read from the file), None when there are none."""
+    """The default-domain opset of the ONNX weights (read from the file), None when there are none here."""
     import onnx
 
     weights = getattr(descr.weights, "onnx", None)
     if weights is None:
         return None
-    relative = str(weights.source)
-    if source.suffix == ".zip":
-        with zipfile.ZipFile(source) as archive:
-            model = onnx.load_model_from_string(archive.read(relative))
-    else:
-        model = onnx.load((source if source.is_dir() else source.parent) / relative, load_external_data=False)
+    data = package_bytes(source, str(weights.source))
+    if data is None:
+        return None
+    model = onnx.load_model_from_string(data)
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from magicgui.widgets import Container
@@ -41,14 +42,10 @@ class Relay(QObject):
     event = Signal(object)
 
 
-def run_in_background(func: Callable[..., Any], *args: Any, on_return: Callable[[Any], None],
-                      on_error: Callable[[BaseException], None] = report,
-                      on_finish: Optional[Callable[[], None]] = None, **kwargs: Any) -> Any:
-    """Start ``func(*args, **kwargs)`` in napari's thread pool; the callbacks run in the GUI thread."""
-    connect: dict[str, Any] = {"returned": on_return, "errored": on_error}
-    if on_finish is not None:
-        connect["finished"] = on_finish
-    return create_worker(func, *args, _connect=connect, **kwargs)
+def chosen_path(field: Any) -> Optional[Path]:
+    """A FileEdit's path, or None while nothing is chosen (magicgui reports an empty field as '.')."""
+    text = str(field.value or "")
+    return None if text in ("", ".") else Path(text)
 
 
 class WorkerWidget(Container):
@@ -72,9 +69,9 @@ class WorkerWidget(Container):
         except UserError as err:
             report(err)
             return None
-        self.busy = True
-        self.worker = run_in_background(func, job, *args, on_return=self.on_return, on_error=self.on_error,
-                                        on_finish=self._finished)
+        self.busy = True  # the callbacks run in the GUI thread; "finished" comes after "returned" or "errored"
+        self.worker = create_worker(func, job, *args, _connect={"returned": self.on_return, "errored": self.on_error,
+                                                                "finished": self._finished})
         return self.worker
 
     def _finished(self) -> None:

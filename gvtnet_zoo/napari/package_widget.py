@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, PushButton
 
 from ..errors import UserError
-from .common import WorkerWidget, report
+from .common import WorkerWidget, chosen_path, report
 from .predict_widget import PredictWidget
 
 if TYPE_CHECKING:
@@ -48,11 +48,11 @@ class PackageWidget(WorkerWidget):
         return worker
 
     def _job(self) -> dict[str, Any]:
-        for field, what in ((self.run_dir, "the run folder to package"), (self.out, "where to write the package (.zip)")):
-            if str(field.value) in ("", "."):
-                raise UserError(f"choose {what}")
+        run, out = chosen_path(self.run_dir), chosen_path(self.out)
+        if run is None or out is None:
+            raise UserError(f"choose {'the run folder to package' if run is None else 'where to write the package (.zip)'}")
         authors = [a.strip() for a in self.authors.value.split("|") if a.strip()]
-        return {"run": Path(self.run_dir.value), "out": Path(self.out.value), "checkpoint": self.checkpoint.value,
+        return {"run": run, "out": out, "checkpoint": self.checkpoint.value,
                 "name": self.name.value.strip() or None, "description": self.description.value.strip() or None,
                 "authors": authors, "license": self.license.value.strip() or None, "overwrite": self.overwrite.value}
 

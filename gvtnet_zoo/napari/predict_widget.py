@@ -16,7 +16,7 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, ProgressBar, P
 
 from ..errors import UserError
 from ..progress import CancellableProgress
-from .common import WorkerWidget, report
+from .common import WorkerWidget, chosen_path, report
 
 if TYPE_CHECKING:
     import napari
@@ -85,6 +85,7 @@ class PredictWidget(WorkerWidget):
         self.extend([self.model, self.image, self.mode, self.tile, self.weights, self.device, self.out_dir,
                      self.existing, self.run_button, self.cancel_button, self.progress, self.status])
         self._cancel: Optional[CancellableProgress] = None
+        self._model_name: Optional[tuple[Path, str]] = None  # (package, its name) as last read
         self.more_inputs: list[Any] = []  # a layer choice for each model input after the first
         self.model.changed.connect(self._match_inputs)
         self.run_button.changed.connect(self.start)
@@ -100,21 +101,24 @@ class PredictWidget(WorkerWidget):
         return worker
 
     def _match_inputs(self) -> None:
-        """One layer choice per model input, labelled with the input ids when there are several."""
+        """One layer choice per model input, labelled with the input ids when there are several; the package's
+        description is read once here, in the GUI thread."""
+        from ..predict.tensors import tensor_id
         from ..trust import read_description
 
         for choice in self.more_inputs:
             self.remove(choice)
-        self.more_inputs, self.image.label = [], "image"
-        path = self.model.value
-        if not path or str(path) in ("", ".") or not Path(path).exists():
+        self.more_inputs, self.image.label, self._model_name = [], "image", None
+        path = chosen_path(self.model)
+        if path is None or not path.exists():
             return
         try:
             descr = read_description(path)
         except UserError as err:
             report(err)
             return
-        ids = [str(getattr(t, "id", None) or t.name) for t in descr.inputs]
+        self._model_name = (path, str(descr.name))
+        ids = [tensor_id(t) for t in descr.inputs]
         if len(ids) < 2:
             return
         self.image.label = ids[0]
@@ -132,17 +136,20 @@ class PredictWidget(WorkerWidget):
 
     def _job(self) -> dict[str, Any]:
         layers = [self.image.value] + [choice.value for choice in self.more_inputs]
-        model = self.model.value
+        model = chosen_path(self.model)
         if any(layer is None for layer in layers):
             raise UserError("choose an image layer for each input of the model")
-        if not model or str(model) in ("", ".") or not Path(model).exists():
+        if model is None or not model.exists():
             raise UserError("choose a bioimage.io package (.zip, folder or rdf.yaml) to predict with")
+        if self._model_name is None or self._model_name[0] != model:  # not read since it was chosen
+            from ..trust import read_description
+
+            self._model_name = (model, str(read_description(model).name))
         layer = layers[0]
         source = _lazy_source(layer) if len(layers) == 1 else None
-        out_dir = Path(self.out_dir.value) if source and str(self.out_dir.value) not in ("", ".") else (
-            source.parent if source else None)
-        return {"model": str(model), "layer": layer, "layers": layers, "source": source, "out_dir": out_dir,
-                "mode": MODES[self.mode.value], "tile": self.tile.value.strip() or None,
+        out_dir = (chosen_path(self.out_dir) or source.parent) if source is not None else None
+        return {"model": str(model), "name": self._model_name[1], "layer": layer, "layers": layers, "source": source,
+                "out_dir": out_dir, "mode": MODES[self.mode.value], "tile": self.tile.value.strip() or None,
                 "weight_format": None if self.weights.value == "auto" else self.weights.value,
                 "device": self.device.value, "existing": EXISTING[self.existing.value]}
 
@@ -166,14 +173,11 @@ class PredictWidget(WorkerWidget):
 
 def _predict(job: dict[str, Any], progress: CancellableProgress) -> tuple[str, Any, dict[str, tuple[Any, dict]]]:
     """In the worker: (model name, first input layer, {output id: (layer data, layer kwargs)})."""
-    from ..trust import read_description
-
-    descr = read_description(job["model"])
-    layer = job["layer"]
     if job["source"] is not None:
-        return descr.name, layer, _predict_streamed(job, [str(getattr(t, "id", None) or t.name) for t in descr.outputs], progress)
-    outputs = _predict_in_memory(job, [_in_memory(chosen) for chosen in job["layers"]], progress)
-    return descr.name, layer, outputs
+        outputs = _predict_streamed(job, progress)
+    else:
+        outputs = _predict_in_memory(job, [_in_memory(chosen) for chosen in job["layers"]], progress)
+    return job["name"], job["layer"], outputs
 
 
 def _in_memory(layer: Any) -> np.ndarray:
@@ -181,9 +185,9 @@ def _in_memory(layer: Any) -> np.ndarray:
     data = layer.data[0] if layer.multiscale else layer.data
     if not isinstance(data, np.ndarray):
         from ..predict.run import free_memory_bytes
-        from ..predict.stream import IN_MEMORY_COPIES
+        from ..predict.stream import fits_in_memory
 
-        if int(np.prod(data.shape)) * 4 * IN_MEMORY_COPIES > free_memory_bytes(["cpu"]) // 2:
+        if not fits_in_memory(int(np.prod(data.shape)), free_memory_bytes(["cpu"])):
             raise UserError(f"layer {layer.name!r} is lazy, too large for memory, and napari knows no file it was "
                             "read from; save it as OME-Zarr and open that, so that it is predicted tile by tile")
     return np.asarray(data)
@@ -200,20 +204,18 @@ def _predict_in_memory(job: dict[str, Any], images: list[np.ndarray], progress: 
     return {output_id: layer_output(array, letters, job["layer"]) for output_id, (array, letters) in results.items()}
 
 
-def _predict_streamed(job: dict[str, Any], output_ids: list[str], progress: CancellableProgress) -> dict:
-    """A lazy layer's store, tile by tile to OUT/NAME.ome.zarr (OUT/OUTPUT_ID/NAME.ome.zarr for several outputs),
-    each opened again lazily (all levels)."""
+def _predict_streamed(job: dict[str, Any], progress: CancellableProgress) -> dict:
+    """A lazy layer's store, tile by tile to OME-Zarr in the output folder, each output opened again lazily."""
     from ..predict.run import parse_tile
-    from ..predict.stream import output_name, predict_volumes
+    from ..predict.stream import predict_volumes
 
-    predict_volumes(job["model"], [job["source"]], job["out_dir"], weight_format=job["weight_format"],
-                    device=job["device"], global_context=job["mode"] == "global", tile=parse_tile(job["tile"], 3), halo={},
-                    axes=None, level=None, overwrite=job["existing"].get("overwrite", False),
-                    resume=job["existing"].get("resume", False), allow_download=False, dask=None, echo=lambda _: None,
-                    progress=progress)
-    several = len(output_ids) > 1
-    return {output_id: _lazy_layer(job["out_dir"] / (output_id if several else "") / output_name(job["source"]),
-                                   job["layer"]) for output_id in output_ids}
+    summary = predict_volumes(job["model"], [job["source"]], job["out_dir"], weight_format=job["weight_format"],
+                              device=job["device"], global_context=job["mode"] == "global",
+                              tile=parse_tile(job["tile"], 3), halo={}, axes=None, level=None,
+                              overwrite=job["existing"].get("overwrite", False),
+                              resume=job["existing"].get("resume", False), allow_download=False, dask=None,
+                              echo=lambda _: None, progress=progress)
+    return {output_id: _lazy_layer(Path(path), job["layer"]) for output_id, path in summary.outputs}
 
 
 def _lazy_layer(path: Path, layer: Any) -> tuple[Any, dict[str, Any]]:
@@ -221,10 +223,11 @@ def _lazy_layer(path: Path, layer: Any) -> tuple[Any, dict[str, Any]]:
     import dask.array as da
     import zarr
 
+    from ..predict.volumes import multiscales
+
     group = zarr.open_group(str(path), mode="r")
-    attrs = group.attrs.asdict()
-    multiscales = attrs.get("ome", attrs)["multiscales"][0]
-    levels = [da.from_zarr(group[d["path"]]) for d in multiscales["datasets"]]
-    space = sum(1 for axis in multiscales["axes"] if axis.get("type") == "space")
+    entry, _ = multiscales(group.attrs.asdict())
+    levels = [da.from_zarr(group[d["path"]]) for d in entry["datasets"]]
+    space = sum(1 for axis in entry["axes"] if axis.get("type") == "space")
     return levels if len(levels) > 1 else levels[0], {**placement(layer, levels[0].shape, space),
                                                       "multiscale": len(levels) > 1}

@@ -17,9 +17,9 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, ProgressBar, P
 
 from ..errors import UserError
 from ..train.interrupt import StopRequest
-from ..train.run_dir import RunDir
 from ..train.observe import TrainingEvent
-from .common import WorkerWidget, report
+from ..train.run_dir import RunDir
+from .common import WorkerWidget, chosen_path, report
 from .loss_plot import LossPlot
 from .predict_widget import device_choices
 
@@ -83,7 +83,7 @@ class TrainWidget(WorkerWidget):
     def _spec_source(self) -> str:
         if self.spec.value != FROM_FILE:
             return self.spec.value
-        if str(self.spec_file.value) in ("", "."):
+        if chosen_path(self.spec_file) is None:
             raise UserError("choose a shipped spec or a spec file")
         return str(self.spec_file.value)
 
@@ -91,7 +91,7 @@ class TrainWidget(WorkerWidget):
         """The spec's own steps, patch, batch size and learning rate as the starting values."""
         from ..spec_loading import load_spec
 
-        if self.spec.value == FROM_FILE and str(self.spec_file.value) in ("", "."):
+        if self.spec.value == FROM_FILE and chosen_path(self.spec_file) is None:
             return  # the file is chosen next
         try:
             spec = load_spec(self._spec_source())
@@ -129,9 +129,9 @@ class TrainWidget(WorkerWidget):
         from ..spec_loading import load_spec
         from ..train.run_dir import check_run_dir
 
-        if str(self.run_dir.value) in ("", "."):
+        run = chosen_path(self.run_dir)
+        if run is None:
             raise UserError("choose a run folder (checkpoints, metrics and samples go there)")
-        run = Path(self.run_dir.value)
         check_run_dir(RunDir(run), resume, overwrite=False)
         if resume:  # the run's own spec; only its length may change
             spec = load_spec(RunDir(run).spec, [f"train.steps={self.steps.value}"])
@@ -139,9 +139,8 @@ class TrainWidget(WorkerWidget):
             spec = load_spec(self._spec_source(), self.settings())
         job: dict[str, Any] = {"spec": spec, "run": run, "resume": resume, "device": self.device.value}
         train_dir, val_dir = data_folders(run)
-        if str(self.data.value) not in ("", "."):
-            job["data"] = Path(self.data.value)
-            job["val"] = Path(self.val_data.value) if str(self.val_data.value) not in ("", ".") else None
+        if chosen_path(self.data) is not None:
+            job["data"], job["val"] = chosen_path(self.data), chosen_path(self.val_data)
         elif resume:
             if not train_dir.is_dir():
                 raise UserError(f"{run} was not started from layers here; give its data folder")

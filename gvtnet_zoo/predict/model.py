@@ -9,6 +9,7 @@ from typing import Any, Optional
 from ..devices import onnx_cuda_loads, torch_cuda_available
 from ..errors import UserError
 from ..trust import architecture_origin, read_description, refuse_downloads
+from .tensors import tensor_id
 
 PREFERENCE = ("onnx", "torchscript", "pytorch_state_dict")  # state dicts run package code: last, and only if asked
 
@@ -22,11 +23,11 @@ class ZooModel:
 
     @property
     def input_ids(self) -> list[str]:
-        return [str(getattr(t, "id", None) or getattr(t, "name")) for t in self.descr.inputs]
+        return [tensor_id(t) for t in self.descr.inputs]
 
     @property
     def output_ids(self) -> list[str]:
-        return [str(getattr(t, "id", None) or getattr(t, "name")) for t in self.descr.outputs]
+        return [tensor_id(t) for t in self.descr.outputs]
 
 
 def _available(descr: Any) -> list[str]:

@@ -47,6 +47,7 @@ class PredictionSummary:
     device: str  # the device, or the Dask workers
     weight_format: str
     tiles: Optional[int] = None  # streamed runs: the tiles predicted in this run
+    outputs: tuple[tuple[str, str], ...] = ()  # streamed runs: (output id, OME-Zarr path) per image and output
 
     def line(self) -> str:
         rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")

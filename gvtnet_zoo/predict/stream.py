@@ -42,9 +42,14 @@ def output_name(source: Path) -> str:
     return image_stem(source) + ".ome.zarr"
 
 
+def fits_in_memory(voxels: int, free_bytes: int) -> bool:
+    """Whether predicting ``voxels`` in memory (float32 input, padded copy, blend sums and weights, output:
+    IN_MEMORY_COPIES copies) takes at most half of ``free_bytes``."""
+    return voxels * 4 * IN_MEMORY_COPIES <= free_bytes // 2
+
+
 def too_large_for_memory(paths: Sequence[Path], free_bytes: int) -> list[Path]:
-    """The TIFF files whose in-memory prediction (float32 input, padded copy, blend sums and weights, output:
-    IN_MEMORY_COPIES copies) would take more than half of ``free_bytes``; their sizes come from the headers."""
+    """The TIFF files whose in-memory prediction would not fit (``fits_in_memory``); sizes from the headers."""
     import tifffile
 
     large = []
@@ -55,7 +60,7 @@ def too_large_for_memory(paths: Sequence[Path], free_bytes: int) -> list[Path]:
                     voxels = int(np.prod(tiff.series[0].shape))
             except Exception:  # noqa: BLE001 - the reader says what is wrong with the file later
                 continue
-            if voxels * 4 * IN_MEMORY_COPIES > free_bytes // 2:
+            if not fits_in_memory(voxels, free_bytes):
                 large.append(path)
     return large
 
@@ -226,6 +231,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         if executor is not None:
             executor.close()
     weights = "pytorch_state_dict (global context)" if global_context else jobs[0][0].weight_format
-    summary = PredictionSummary(len(jobs), voxels, clock.perf_counter() - start, workers, weights, tiles_run)
+    written = tuple((output_id, image.path) for job, _ in jobs for output_id, image in job.outputs.items())
+    summary = PredictionSummary(len(jobs), voxels, clock.perf_counter() - start, workers, weights, tiles_run, written)
     echo(summary.line())
     return summary

@@ -7,6 +7,11 @@ from typing import Any, Optional, Sequence
 from ..errors import UserError
 
 
+def tensor_id(tensor: Any) -> str:
+    """A tensor's id (format 0.5) or name (format 0.4)."""
+    return str(getattr(tensor, "id", None) or getattr(tensor, "name"))
+
+
 def axis_letters(tensor: Any) -> list[str]:
     """The tensor's axes as letters of 'bczyx' (format 0.4 strings or 0.5 axis objects)."""
     if isinstance(tensor.axes, str):

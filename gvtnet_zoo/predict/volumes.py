@@ -52,7 +52,7 @@ class VolumeSource:
         return Path(self.path).name
 
 
-def _multiscales(attrs: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+def multiscales(attrs: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str]]:
     """The first multiscales entry and the NGFF version of a group's attributes (0.5 nests them under 'ome')."""
     if "ome" in attrs and isinstance(attrs["ome"], dict):
         entries, version = attrs["ome"].get("multiscales"), attrs["ome"].get("version", "0.5")
@@ -87,7 +87,7 @@ def _open_zarr(path: Path, level: Optional[int], override: Optional[str]) -> Vol
         if level:
             raise UserError(f"{path} is a single Zarr array without levels; drop --level")
         return _source(path, "zarr", "", root, override or "", {}, {}, None)
-    entry, version = _multiscales(root.attrs.asdict())
+    entry, version = multiscales(root.attrs.asdict())
     if entry is None:
         arrays = sorted(name for name, _ in root.arrays())
         raise UserError(f"{path} is a Zarr group without OME-Zarr multiscales metadata (arrays: "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
