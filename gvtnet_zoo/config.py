@@ -148,7 +148,9 @@ ModelConfig = Annotated[
 
 
 Percentiles = tuple[Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]]
-CARE_PREDICTION_PERCENTILES = (1.0, 99.8)  # what CARE's prediction normalizes whole images with
+# what CARE's prediction normalizes whole images with: CSBDeep's PercentileNormalizer() defaults, which the
+# original GVTNets' prediction (--CARE_normalize) uses too
+CARE_PREDICTION_PERCENTILES = (2.0, 99.8)
 
 
 class DataConfig(_Strict):
@@ -158,7 +160,7 @@ class DataConfig(_Strict):
     normalization: Literal["percentile", "zscore", "as_stored"] = Field(
         "percentile", description="per image: percentile range to [0, 1] (CARE), or zero mean unit variance (fnet); "
         "as_stored: CSBDeep .npz patches, normalized by create_patches, trained on as they are (set by train), "
-        "and packaged with input_percentiles of the whole image (CARE's prediction: 1 / 99.8)"
+        "and packaged with input_percentiles of the whole image (CARE's prediction: 2 / 99.8)"
     )
     input_percentiles: Percentiles = (0.1, 99.8)
     target_percentiles: Percentiles = (0.1, 99.8)
@@ -220,6 +222,7 @@ class Provenance(_Strict):
     val_images: int = 0
     versions: dict[str, str] = {}
     command: str = ""
+    imported_from: str = Field("", description="for `import-tf` runs: the original TF checkpoint, its files' sha256")
 
 
 class Spec(_Strict):

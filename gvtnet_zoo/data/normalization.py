@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import CARE_PREDICTION_PERCENTILES, DataConfig, Spec
 
 EPS = 1e-6  # bioimage.io's default eps for both operators
 
@@ -45,3 +45,12 @@ def normalize_input(image: np.ndarray, data: DataConfig) -> np.ndarray:
 def normalize_target(image: np.ndarray, data: DataConfig) -> np.ndarray:
     """A whole raw training target; predictions come out on this scale."""
     return normalize(image, whole_image_method(data), data.target_percentiles)
+
+
+def trained_on_csbdeep_patches(spec: Spec) -> Spec:
+    """The spec of a network trained on CSBDeep patches: ``as_stored``, whole inputs at CARE's percentiles
+    (unless the spec sets ``input_percentiles``)."""
+    update: dict[str, object] = {"normalization": "as_stored"}
+    if "input_percentiles" not in spec.data.model_fields_set:
+        update["input_percentiles"] = CARE_PREDICTION_PERCENTILES
+    return spec.model_copy(update={"data": spec.data.model_copy(update=update)})

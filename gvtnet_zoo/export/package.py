@@ -28,7 +28,7 @@ from ..errors import PackageFailed, UserError
 from ..models import build_model, count_parameters
 from ..models.halo import tiling_halo
 from ..spec_loading import load_spec
-from ..train.checkpoint import load_checkpoint
+from ..train.checkpoint import check_network_revision, load_checkpoint
 from ..train.run_dir import RunDir
 from .architecture import network_kwargs, write_architecture
 from .compat import plain_file_references
@@ -54,6 +54,7 @@ def _load_run(run: RunDir, checkpoint: str) -> tuple[Spec, nn.Module, dict]:
         other = "last" if checkpoint == "best" else "best"
         raise UserError(f"{path} not found; train the run to a checkpoint, or use --checkpoint {other}")
     state = load_checkpoint(path)
+    check_network_revision(state, spec, path)
     model = build_model(spec)
     try:
         model.load_state_dict(state["model"])

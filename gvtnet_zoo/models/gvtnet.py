@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import GVTNetConfig
 from ..nn import DownResidualBlock, PreActivation, ResamplingGVTO, ResidualBlock, SameGVTO, conv
-from ..nn.layers import strided_conv_down, transposed_conv
+from ..nn.layers import init_like_tf_layers_, strided_conv_down, transposed_conv
 from .heads import HeadedNetwork
 from .sizes import check_input
 
@@ -109,9 +109,10 @@ class GVTNet(HeadedNetwork):
         for module in self.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = cfg.bn_momentum
+        init_like_tf_layers_(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-activated last decoder features: (B, C_in, *S) -> (B, base_channels, *S)."""
+        """Last decoder features before the head's norm and activation: (B, C_in, *S) -> (B, base_channels, *S)."""
         check_input(x, self.size_step)
         h = self.stem(x)
         skips: List[torch.Tensor] = []
@@ -121,4 +122,4 @@ class GVTNet(HeadedNetwork):
         h = self.bottom(h)
         for k, level in enumerate(self.decoder):
             h = level(h, skips[-2 - k])
-        return self.head_pre(h)
+        return h

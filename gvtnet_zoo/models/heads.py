@@ -11,15 +11,17 @@ SIGMA_FLOOR = 1e-3
 class HeadedNetwork(nn.Module):
     """Base of networks with ``features(x)`` and a head: forward (B, C_in, *S) -> (B, C_out, *S).
 
-    Subclasses set ``head``, ``sigma_head`` (or None) and ``residual_output``. The scale head is a
-    training-time output only (the Laplace loss); exported models return the mean.
+    Subclasses set ``head_pre`` (what the mean head applies to the features first), ``head``,
+    ``sigma_head`` (or None) and ``residual_output``. The scale head reads the features themselves,
+    as the original GVTNets' ``penult`` (ReLU6-saturated features would give it no gradient). It is
+    a training-time output only (the Laplace loss); exported models return the mean.
     """
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _mean(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        out = self.head(features)
+        out = self.head(self.head_pre(features))
         return x + out if self.residual_output else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

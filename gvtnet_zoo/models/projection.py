@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import ProjectionGVTNetConfig
 from ..nn import ResamplingGVTO, SameGVTO
-from ..nn.layers import activation, conv, max_pool
+from ..nn.layers import activation, conv, init_like_tf_layers_, max_pool
 from .gvtnet import GVTNet
 from .sizes import check_input
 
@@ -46,6 +46,7 @@ class ProjectionNet(nn.Module):
             for _ in range(cfg.projection_stages)
         ])
         self.head = _act_conv(c, 1, (5, 5, 5))
+        init_like_tf_layers_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x

@@ -12,11 +12,23 @@ import torch
 from torch import nn
 
 from ..config import UNetCareConfig, UNetFnetConfig
-from ..nn.layers import NearestUpsample, conv, max_pool, norm, strided_conv_down, transposed_conv
+from ..nn.layers import NearestUpsample, conv, init_like_tf_layers_, max_pool, norm, strided_conv_down, transposed_conv
 from .heads import HeadedNetwork
 from .sizes import check_input
 
 TORCH_BN_MOMENTUM = 0.1  # pytorch_fnet used PyTorch's default batch norm
+
+
+def init_like_fnet_(model: nn.Module) -> nn.Module:
+    """pytorch_fnet's ``_weights_init``, in place: conv (and transposed conv) weights N(0, 0.02), batch-norm
+    gamma N(1, 0.02) and beta 0; conv biases keep PyTorch's default (fnet leaves them)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv3d, nn.Conv2d, nn.ConvTranspose3d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.normal_(module.weight, 1.0, 0.02)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def conv_relu_stack(spatial_dims: int, in_channels: int, widths: Sequence[int], batch_norm: bool) -> nn.Sequential:
@@ -63,6 +75,7 @@ class UNetFnet(nn.Module):
             self.up.append(_with_bn_relu(sd, up, channels[i]))
             self.decoder.append(conv_relu_stack(sd, 2 * channels[i], [channels[i]] * 2, batch_norm=True))
         self.head = conv(sd, channels[0], cfg.out_channels, 3, bias=True)
+        init_like_fnet_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.size_step)
@@ -105,8 +118,10 @@ class UNetCare(HeadedNetwork):
             widths = self._widths(base, n, n_conv)
             self.decoder.append(conv_relu_stack(sd, in_channels + base * 2**n, widths, batch_norm=False))
             in_channels = widths[-1]
+        self.head_pre = nn.Identity()  # both heads read the last ReLU's output, as CSBDeep's
         self.head = conv(sd, in_channels, cfg.out_channels, 1, bias=True)
         self.sigma_head = conv(sd, in_channels, cfg.out_channels, 1, bias=True) if cfg.sigma_head else None
+        init_like_tf_layers_(self)  # Keras' defaults, as CSBDeep builds CARE
 
     @staticmethod
     def _widths(base: int, n: int, n_conv: int) -> List[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import torch
+from torch.nn import functional as F
 from torch import nn
 
 KernelSize = Union[int, Sequence[int]]
@@ -38,6 +39,49 @@ def as_tuple(value: KernelSize, spatial_dims: int) -> tuple[int, ...]:
     return values
 
 
+class StridedConv2d(nn.Conv2d):
+    """Stride-2 convolution padded as TensorFlow's 'same': max(k - 2, 0) // 2 before, the rest after.
+
+    For kernel 3 that is 0 before and 1 after, so output i reads input 2i .. 2i+2 (a symmetric pad
+    of 1 would read 2i-1 .. 2i+1): the original GVTNets' alignment. Inputs have even sizes (the
+    network's size step), where TF's rule is exactly this.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(F.pad(x, self.tf_pad), self.weight, self.bias)
+
+
+class StridedConv3d(nn.Conv3d):
+    """3D ``StridedConv2d``: stride 2, TensorFlow 'same' padding for even sizes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(F.pad(x, self.tf_pad), self.weight, self.bias)
+
+
+class TransposedConv2d(nn.ConvTranspose2d):
+    """Stride-2 transposed convolution as TensorFlow's 'same': (B, C_in, *S) -> (B, C_out, *2S).
+
+    The adjoint of ``StridedConv2d``: input j adds to outputs 2j .. 2j+k-1, and the one row past
+    2S is dropped (PyTorch's ``padding=1, output_padding=1`` would start at 2j-1).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv_transpose2d(x, self.weight, self.bias, stride=2)
+        return y[:, :, : 2 * x.shape[2], : 2 * x.shape[3]]
+
+
+class TransposedConv3d(nn.ConvTranspose3d):
+    """3D ``TransposedConv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv_transpose3d(x, self.weight, self.bias, stride=2)
+        return y[:, :, : 2 * x.shape[2], : 2 * x.shape[3], : 2 * x.shape[4]]
+
+
+_STRIDED_CONV = {2: StridedConv2d, 3: StridedConv3d}
+_TF_CONV_T = {2: TransposedConv2d, 3: TransposedConv3d}
+
+
 def conv(
     spatial_dims: int,
     in_channels: int,
@@ -46,13 +90,26 @@ def conv(
     stride: int = 1,
     bias: bool = False,
 ) -> nn.Module:
-    """'Same'-padded convolution: (B, C_in, *S) -> (B, C_out, *S / stride). Odd kernels only."""
+    """'Same'-padded convolution: (B, C_in, *S) -> (B, C_out, *S / stride). Odd kernels only.
+
+    Stride 1 pads k // 2 on both sides; stride 2 pads as TensorFlow does (``StridedConv3d``).
+    """
     _check_dims(spatial_dims)
     kernel = as_tuple(kernel_size, spatial_dims)
     if any(k % 2 == 0 for k in kernel):
         raise ValueError(f"'same' convolutions need odd kernel sizes, got {kernel}")
-    padding = tuple(k // 2 for k in kernel)
-    return _CONV[spatial_dims](in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
+    if stride == 1:
+        padding = tuple(k // 2 for k in kernel)
+        return _CONV[spatial_dims](in_channels, out_channels, kernel, padding=padding, bias=bias)
+    if stride != 2:
+        raise ValueError(f"convolutions take stride 1 or 2, got {stride}")
+    layer = _STRIDED_CONV[spatial_dims](in_channels, out_channels, kernel, stride=2, padding=0, bias=bias)
+    tf_pad: list[int] = []
+    for k in reversed(kernel):  # F.pad lists the last axis first; TF pads max(k - 2, 0) in all on even sizes
+        total = max(k - 2, 0)
+        tf_pad += [total // 2, total - total // 2]
+    layer.tf_pad = tf_pad
+    return layer
 
 
 def transposed_conv(
@@ -64,26 +121,40 @@ def transposed_conv(
 ) -> nn.Module:
     """Transposed convolution, stride 2: (B, C_in, *S) -> (B, C_out, *2S) exactly.
 
-    Kernel 3 (GVTNets) pads 1 and adds one output row; kernel 2 (pytorch_fnet) needs no padding.
+    Kernel 3 (GVTNets) is aligned as TensorFlow's 'same' (``TransposedConv3d``); kernel 2
+    (pytorch_fnet) needs no padding.
     """
     _check_dims(spatial_dims)
     if kernel_size == 3:
-        padding, output_padding = 1, 1
-    elif kernel_size == 2:
-        padding, output_padding = 0, 0
-    else:
-        raise ValueError(f"transposed convolutions support kernel 2 or 3, got {kernel_size}")
-    return _CONV_T[spatial_dims](
-        in_channels, out_channels, kernel_size, stride=2, padding=padding,
-        output_padding=output_padding, bias=bias,
-    )
+        return _TF_CONV_T[spatial_dims](in_channels, out_channels, 3, stride=2, bias=bias)
+    if kernel_size == 2:
+        return _CONV_T[spatial_dims](in_channels, out_channels, 2, stride=2, bias=bias)
+    raise ValueError(f"transposed convolutions support kernel 2 or 3, got {kernel_size}")
 
 
 def strided_conv_down(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = False) -> nn.Module:
-    """Plain down-sampling: (B, C_in, *S) -> (B, C_out, *S/2). Kernel 3 is padded, kernel 2 is not."""
+    """Plain down-sampling: (B, C_in, *S) -> (B, C_out, *S/2). Kernel 3 as TensorFlow's 'same', kernel 2 unpadded."""
     _check_dims(spatial_dims)
-    padding = kernel_size // 2 if kernel_size % 2 else 0
-    return _CONV[spatial_dims](in_channels, out_channels, kernel_size, stride=2, padding=padding, bias=bias)
+    if kernel_size % 2:
+        return conv(spatial_dims, in_channels, out_channels, kernel_size, stride=2, bias=bias)
+    return _CONV[spatial_dims](in_channels, out_channels, kernel_size, stride=2, bias=bias)
+
+
+def init_like_tf_layers_(model: nn.Module) -> nn.Module:
+    """Initialize as tf.layers' and Keras' defaults, in place: Glorot-uniform kernels, zero biases, norm 1 / 0.
+
+    The original GVTNets (tf.layers) and CSBDeep's CARE (Keras) start this way. Glorot's fans are
+    (in + out) x kernel volume, which is the same for a convolution and its transpose.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def max_pool(spatial_dims: int, kernel_size: KernelSize) -> nn.Module:

@@ -9,7 +9,12 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
+from ..config import Spec
 from ..errors import UserError
+
+# 2: GVTNets aligned as the original TF code (stride-2 'same' padding, sigma head on the pre-activation
+# features). Revision-1 GVTNet weights compute another function in today's network; U-Nets are unchanged.
+NETWORK_REVISION = 2
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -38,3 +43,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                         "loaded, since that could run code; use a checkpoint written by gvtnet-zoo train") from None
     except Exception as err:
         raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}: {err})") from None
+
+
+def check_network_revision(state: dict[str, Any], spec: Spec, path: str | Path) -> None:
+    """Refuse GVTNet weights written before the networks matched the original code (revision 2)."""
+    if "gvtnet" in spec.model.architecture and state.get("network_revision", 1) < NETWORK_REVISION:
+        raise UserError(f"{path} holds GVTNet weights from gvtnet-zoo before revision {NETWORK_REVISION}, whose "
+                        "stride-2 alignment and scale head differ from the paper's network, so they would compute "
+                        "another function here; train the run again (or package it with the gvtnet-zoo that trained it)")

@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..atomic import write_text_atomically
-from ..config import CARE_PREDICTION_PERCENTILES, Provenance, Spec
+from ..config import Provenance, Spec
 from ..data.io import write_tiff
 from ..data.lazy import LazyImage
-from ..data.normalization import normalize_input, normalize_target
+from ..data.normalization import normalize_input, normalize_target, trained_on_csbdeep_patches
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
 from ..errors import TrainingInterrupted, UserError
@@ -31,7 +31,7 @@ from ..models import build_model
 from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..spec_loading import dump_spec
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import NETWORK_REVISION, check_network_revision, load_checkpoint, save_checkpoint
 from .interrupt import StopRequest, stop_on_interrupt
 from .losses import compute_loss
 from .observe import Observer, RunLog
@@ -74,10 +74,7 @@ def _with_data_normalization(spec: Spec, training: PairedData, held_out: Optiona
             raise UserError("data.normalization 'as_stored' is for CSBDeep .npz patches; use percentile or zscore "
                             "for image folders and CSVs")
         return spec
-    update: dict[str, object] = {"normalization": "as_stored"}
-    if "input_percentiles" not in spec.data.model_fields_set:
-        update["input_percentiles"] = CARE_PREDICTION_PERCENTILES
-    return spec.model_copy(update={"data": spec.data.model_copy(update=update)})
+    return trained_on_csbdeep_patches(spec)
 
 
 def _split(spec: Spec, data: Path, val: Optional[Path]) -> tuple[Spec, PairedData, list[ImagePair], list[ImagePair]]:
@@ -161,6 +158,8 @@ def _prepare(ctx: distributed.Context, spec: Spec, data: Path, out: Path, val: s
         data=training.description, train_images=len(train_pairs), val_images=len(val_pairs),
         versions=_versions(), command=command)})
     start = load_checkpoint(run.last) if resume else None
+    if start is not None:
+        check_network_revision(start, spec, run.last)
     ctx.barrier()  # every rank has checked the inputs before rank 0 changes the folder
     if ctx.is_main:
         if overwrite:
@@ -245,6 +244,7 @@ class _Session:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_val_loss": self.best_val_loss, "torch_rng": torch.get_rng_state(),
             "spec": self.spec.model_dump(mode="json"), "gvtnet_zoo": __version__,
+            "network_revision": NETWORK_REVISION,
         })
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

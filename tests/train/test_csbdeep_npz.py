@@ -54,11 +54,11 @@ def test_npz_patches_train_on_exactly_the_stored_values(tmp_path: Path, monkeypa
             np.testing.assert_array_equal(pair.target, yi[0])
     recorded = load_spec(tmp_path / "run" / "spec.yaml")
     assert recorded.data.normalization == "as_stored"
-    assert recorded.data.input_percentiles == CARE_PREDICTION_PERCENTILES == (1.0, 99.8)
+    assert recorded.data.input_percentiles == CARE_PREDICTION_PERCENTILES == (2.0, 99.8)
     # the package's preprocessing of whole images: CARE's prediction normalization
     (step,) = preprocessing(recorded)
     assert step.id == "scale_range"
-    assert (step.kwargs.min_percentile, step.kwargs.max_percentile) == (1.0, 99.8)
+    assert (step.kwargs.min_percentile, step.kwargs.max_percentile) == (2.0, 99.8)
     # resuming with the same spec accepts the recorded normalization
     assert main(["train", SPEC, "--data", str(tmp_path / "data.npz"), "--val", str(tmp_path / "val.npz"),
                  "--out", str(tmp_path / "run"), "--device", "cpu", "--resume",

@@ -1,0 +1,137 @@
+"""``gvtnet-zoo import-tf``: an original GVTNets TF1 checkpoint as a gvtnet-zoo run folder.
+
+Every model variable of the checkpoint is mapped onto the network a spec builds (names.py); optimizer
+slots and counters are ignored; a missing or unexpected variable, or a shape that differs, is refused
+in one line before anything is written. The run folder holds the resolved spec (with the original's
+input normalization and where the weights came from), checkpoints/best.pt and last.pt, and a sample
+image when one is given, so ``gvtnet-zoo package RUN`` packages it like a trained run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import Provenance, Spec
+from ..data.io import read_image, write_tiff
+from ..data.normalization import trained_on_csbdeep_patches
+from ..errors import UserError
+from ..export.model_card import task_of
+from ..models import build_model
+from ..spec_loading import dump_spec
+from ..train.checkpoint import NETWORK_REVISION, save_checkpoint
+from ..train.run_dir import RunDir
+from .checkpoint import TFCheckpoint
+from .names import tf_variable_map
+
+# TF1 optimizer state and counters: in the published checkpoints, Adam's slots and step powers
+_SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1", "/ExponentialMovingAverage")
+_COUNTERS = {"global_step", "beta1_power", "beta2_power"}
+ORIGINAL = ("the original GVTNets code and weights by Zhengyang Wang, Yaochen Xie and Shuiwang Ji "
+            "(github.com/divelab/GVTNets, GPL-3.0)")
+
+
+def is_model_variable(name: str) -> bool:
+    """False for optimizer slots and training counters."""
+    return name not in _COUNTERS and not name.endswith(_SLOT_SUFFIXES)
+
+
+def _to_torch(name: str, value: np.ndarray, shape: torch.Size) -> torch.Tensor:
+    """A TF variable as the PyTorch tensor of ``shape``: kernels (*k, a, b) -> (b, a, *k), the rest as is."""
+    if value.ndim >= 3:  # conv (*k, in, out) -> (out, in, *k); transposed conv (*k, out, in) -> (in, out, *k)
+        value = np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2)))
+    tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    if tensor.shape != shape:
+        raise UserError(f"variable {name} has shape {list(value.shape)} in the checkpoint, but the spec's network needs "
+                        f"{list(shape)} there; is the spec the checkpoint's (width, depth, heads, 2D/3D)?")
+    return tensor
+
+
+def load_tf_weights(model: torch.nn.Module, checkpoint: TFCheckpoint) -> None:
+    """Copy every model variable of ``checkpoint`` into ``model`` (a GVTNet or projection GVTNet), in place."""
+    try:
+        mapping = tf_variable_map(model)
+    except ValueError as err:
+        raise UserError(f"{err}") from None
+    present = {name for name in checkpoint.entries if is_model_variable(name)}
+    wanted = set(mapping.values())
+    missing, unexpected = sorted(wanted - present), sorted(present - wanted)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{checkpoint.prefix} lacks variable {missing[0]}{more} of the spec's network; give the spec "
+                        "of the checkpoint's task (gvtnet-label-free, gvtnet-care-*, gvtnet-flywing-projection)")
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise UserError(f"{checkpoint.prefix} holds variable {unexpected[0]}{more}, which the spec's network does not "
+                        "have; give the spec of the checkpoint's task")
+    state = model.state_dict()
+    values = {key: _to_torch(name, checkpoint.read(name), state[key].shape) for key, name in mapping.items()}
+    model.load_state_dict(values, strict=False)  # num_batches_tracked keeps its zero: TF has no such counter
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _imported_spec(spec: Spec, checkpoint: TFCheckpoint) -> Spec:
+    """The spec with the original's input normalization and the checkpoint's identity recorded."""
+    if task_of(spec) != "label-free-prediction" and spec.data.normalization != "as_stored":
+        spec = trained_on_csbdeep_patches(spec)  # CARE and Flywing were trained on CSBDeep's normalized patches
+    files = sorted(Path(f"{checkpoint.prefix}.index").parent.glob(f"{checkpoint.prefix.name}.*"))
+    sums = ", ".join(f"{p.name} sha256 {_sha256(p)}" for p in files if p.suffix != ".meta")
+    export = spec.export.model_copy(update={
+        "authors": spec.export.authors or ["Zhengyang Wang", "Yaochen Xie", "Shuiwang Ji"],
+        "license": "GPL-3.0-only" if spec.export.license == "MIT" else spec.export.license,
+    })
+    provenance = Provenance(data=f"the data the original GVTNets were trained on ({spec.description.strip()})",
+                            imported_from=f"{checkpoint.prefix} ({sums}); {ORIGINAL}",
+                            versions={"gvtnet-zoo": __version__})
+    return spec.model_copy(update={"export": export, "provenance": provenance})
+
+
+def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optional[str | Path] = None,
+              overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Write the run folder ``out`` from a TF1 checkpoint prefix; raises UserError, writing nothing, on bad input."""
+    run = RunDir(Path(out))
+    if run.root.exists() and any(run.root.iterdir()) and not overwrite:
+        raise UserError(f"{run.root} exists and is not empty; add --overwrite to replace it, or choose another --out")
+    if not run.root.parent.is_dir():
+        raise UserError(f"the folder {run.root.parent} for --out does not exist; create it first")
+    ckpt = TFCheckpoint(checkpoint)
+    model = build_model(spec)
+    load_tf_weights(model, ckpt)
+    image = None
+    if sample is not None:
+        image = read_image(Path(sample))
+        if image.ndim != spec.model.input_dims:
+            raise UserError(f"the sample {sample} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
+    spec = _imported_spec(spec, ckpt)
+    step = int(ckpt.read("global_step")) if "global_step" in ckpt.entries else 0
+    with tempfile.TemporaryDirectory(prefix=f".{run.root.name}.", dir=run.root.parent) as tmp:
+        staged = RunDir(Path(tmp) / "run")
+        staged.checkpoints.mkdir(parents=True)
+        staged.spec.write_text(dump_spec(spec))
+        state = {"step": step, "model": model.state_dict(), "spec": spec.model_dump(mode="json"),
+                 "gvtnet_zoo": __version__, "network_revision": NETWORK_REVISION}
+        save_checkpoint(staged.last, state)
+        shutil.copy(staged.last, staged.best)
+        if image is not None:
+            write_tiff(staged.validation_sample[0], image)
+        if run.root.exists():
+            shutil.rmtree(run.root)
+        os.replace(staged.root, run.root)
+    echo(f"imported {len(tf_variable_map(model))} tensors from {ckpt.prefix} (step {step}) into {run.root}; "
+         f"package it with: gvtnet-zoo package {run.root} --out MODEL.zip" + ("" if image is not None else " --sample IMAGE"))
+    return run.root
