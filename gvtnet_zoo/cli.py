@@ -56,6 +56,13 @@ def _package(args: argparse.Namespace) -> None:
                 overwrite=args.overwrite)
 
 
+def _import_tf(args: argparse.Namespace) -> None:
+    from .spec_loading import load_spec
+    from .tf_import.run import import_tf
+
+    import_tf(args.checkpoint, load_spec(args.spec, args.set), args.out, sample=args.sample, overwrite=args.overwrite)
+
+
 def _test(args: argparse.Namespace) -> None:
     if args.partners:
         from .export.publish import failed
@@ -195,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--sample", help="input image for the test tensors and cover (default: the run's held-out image)")
     package.add_argument("--overwrite", action="store_true", help="replace an existing package at --out")
     package.set_defaults(handler=_package)
+    imp = sub.add_parser("import-tf", help="turn an original GVTNets TF1 checkpoint into a run folder to package")
+    imp.add_argument("checkpoint", help="the checkpoint prefix, e.g. save_dir/label-free/dna/models/"
+                                        "gvtnet_label-free_pretrained/model.ckpt-pretrained")
+    imp.add_argument("--spec", required=True, help="the spec of the checkpoint's network, e.g. gvtnet-label-free")
+    imp.add_argument("--out", required=True, help="the run folder to write")
+    imp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a spec value")
+    imp.add_argument("--sample", help="an input image of the task, kept for the package's test tensors and cover")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
+    imp.set_defaults(handler=_import_tf)
     test = sub.add_parser("test", help="run the zoo's test_model on a package for every weight format")
     test.add_argument("model", help="a package .zip, its folder or its rdf.yaml")
     test.add_argument("--weight-format", choices=["pytorch_state_dict", "torchscript", "onnx"],

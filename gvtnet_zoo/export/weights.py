@@ -39,6 +39,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, opset
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        # the TF-aligned transposed convolutions crop to twice their input's size: a Slice that stays in the graph
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             model, (example,), str(tmp), dynamo=False, opset_version=opset,
             input_names=["input"], output_names=["output"],

@@ -46,13 +46,14 @@ def is_model_variable(name: str) -> bool:
 
 def _to_torch(name: str, value: np.ndarray, shape: torch.Size) -> torch.Tensor:
     """A TF variable as the PyTorch tensor of ``shape``: kernels (*k, a, b) -> (b, a, *k), the rest as is."""
-    if value.ndim >= 3:  # conv (*k, in, out) -> (out, in, *k); transposed conv (*k, out, in) -> (in, out, *k)
-        value = np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2)))
-    tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-    if tensor.shape != shape:
+    kernel = len(shape) >= 3  # conv (*k, in, out) -> (out, in, *k); transposed conv (*k, out, in) -> (in, out, *k)
+    wanted = (*shape[2:], shape[1], shape[0]) if kernel else tuple(shape)
+    if value.shape != wanted:
         raise UserError(f"variable {name} has shape {list(value.shape)} in the checkpoint, but the spec's network needs "
-                        f"{list(shape)} there; is the spec the checkpoint's (width, depth, heads, 2D/3D)?")
-    return tensor
+                        f"{list(wanted)} there; is the spec the checkpoint's (width, depth, heads, 2D/3D)?")
+    if kernel:
+        value = np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2)))
+    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
 
 
 def load_tf_weights(model: torch.nn.Module, checkpoint: TFCheckpoint) -> None:
@@ -95,8 +96,8 @@ def _imported_spec(spec: Spec, checkpoint: TFCheckpoint) -> Spec:
         "authors": spec.export.authors or ["Zhengyang Wang", "Yaochen Xie", "Shuiwang Ji"],
         "license": "GPL-3.0-only" if spec.export.license == "MIT" else spec.export.license,
     })
-    provenance = Provenance(data=f"the data the original GVTNets were trained on ({spec.description.strip()})",
-                            imported_from=f"{checkpoint.prefix} ({sums}); {ORIGINAL}",
+    provenance = Provenance(data=spec.description.strip(),
+                            imported_from=f"{Path(*checkpoint.prefix.parts[-5:])} ({sums}); {ORIGINAL}",
                             versions={"gvtnet-zoo": __version__})
     return spec.model_copy(update={"export": export, "provenance": provenance})
 
