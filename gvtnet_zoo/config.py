@@ -167,8 +167,12 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0, lt=1, description="held-out share of the images when no --val is given")
     val_patches: int = Field(16, ge=1, description="fixed held-out patches for the validation loss")
     foreground_bias: float = Field(0.0, ge=0, le=1, description="chance a patch is the brightest of 8 candidates")
-    flips: bool = True
-    rotations: bool = Field(True, description="90-degree rotations in the y-x plane (square patches only)")
+    resample_yx: float = Field(1.0, gt=0, le=16, description="training images are resized by this factor in y and x "
+                               "when read (cubic spline, as pytorch_fnet's and the original GVTNets' Resizer)")
+    pixel_size_yx: Optional[float] = Field(None, gt=0, description="micrometres per pixel in y and x that the network "
+                                           "expects, declared by the package (the space axes' scale)")
+    flips: bool = Field(False, description="random flips of each patch (the paper's GVTNets trained without)")
+    rotations: bool = Field(False, description="random 90-degree rotations in the y-x plane (square patches only)")
     workers: int = Field(2, ge=0, description="DataLoader worker processes")
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from ..predict.files import is_zarr
 from .io import image_stem, is_image_file, read_image
 from .lazy import LazyImage, open_lazy
 from .normalization import whole_image_method
+from .resample import resample_yx
 
 
 @dataclass
@@ -98,8 +99,13 @@ def _npz_pairs(path: Path) -> list[ImagePair]:
     return pairs
 
 
-def _read(path: Path) -> np.ndarray | LazyImage:
-    return open_lazy(path) if is_zarr(path) else read_image(path)
+def _read(path: Path, resample: float) -> np.ndarray | LazyImage:
+    if not is_zarr(path):
+        return resample_yx(read_image(path), resample)
+    if resample != 1.0:
+        raise UserError(f"{path}: data.resample_yx {resample} needs images read into memory; resample the Zarr volume "
+                        "first (to the spec's data.pixel_size_yx) and set data.resample_yx: 1")
+    return open_lazy(path)
 
 
 def check_pairs(pairs: Sequence[ImagePair], spec: Spec, where: str, are_patches: bool = False) -> None:
@@ -140,7 +146,8 @@ def load_pairs(data: str | Path, spec: Spec) -> PairedData:
         are_patches = True
     else:
         listed = _csv_pairs(path) if path.suffix.lower() == ".csv" else _folder_pairs(path)
-        pairs = [ImagePair(name, _read(source), _read(target)) for name, source, target in listed]
+        pairs = [ImagePair(name, *(_read(path, spec.data.resample_yx) for path in (source, target)))
+                 for name, source, target in listed]
         description = f"{len(pairs)} image pairs from {path.name}"
         are_patches = False
     if not pairs:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import __version__
 from ..atomic import refuse_to_replace
-from ..config import Spec
+from ..config import DataConfig, Spec
 from ..data.io import read_image, write_tiff
 from ..data.normalization import normalize_input
 from ..errors import PackageFailed, UserError
@@ -174,7 +174,7 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
         "weight_formats": ", ".join(formats), "made_with": made_with, "data_text": data_text,
         "loss": spec.train.loss, "lr": str(spec.train.lr), "betas": str(list(spec.train.betas)),
         "steps": f"{spec.train.steps:,}", "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
-        "normalization_text": normalization, "target_scale": target_scale,
+        "normalization_text": normalization, "pixel_size_text": _pixel_size_text(data), "target_scale": target_scale,
         "validation_table": validation_table(run.metrics),
         "validation_data": validation_data,
         "limitations": ("Trained on the data described above only: expect it to fail on other microscopes, stains, "
@@ -182,6 +182,15 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
                         "measurement; check it against real acquisitions before drawing conclusions."),
         "citations": "\n".join(f"- {c['text']} doi:{c['doi']}" for c in citations()),
     }
+
+
+def _pixel_size_text(data: DataConfig) -> str:
+    resized = f"training images were resized by {data.resample_yx:g} in y and x" if data.resample_yx != 1 else ""
+    if data.pixel_size_yx is None:
+        return resized or "that of the training images (not resampled)"
+    return (f"{data.pixel_size_yx:g} um in y and x (declared as the axes' scale; {resized or 'not resampled'}); resample "
+            f"your images to {data.pixel_size_yx:g} um per pixel before prediction, e.g. images at 0.108 um by "
+            f"{0.108 / data.pixel_size_yx:.5f} (bioimage.io has no resampling step, so the package cannot do it for you)")
 
 
 def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",

@@ -43,10 +43,18 @@ def preprocessing(spec: Spec) -> list[Any]:
                                                             eps=1e-6))]
 
 
+def _pixel_size(spec: Spec, axis: object) -> dict[str, Any]:
+    """The y and x axes' pixel size when the spec declares one (the label-free models expect 0.29 um)."""
+    if spec.data.pixel_size_yx is None or str(axis) not in ("y", "x"):
+        return {}
+    return {"scale": spec.data.pixel_size_yx, "unit": "micrometer"}
+
+
 def _input(spec: Spec, files: PackageFiles, halo: dict[str, int]) -> bio.InputTensorDescr:
     """Space axes take any multiple of the step that leaves at least one voxel inside the output halo."""
     step = spec.model.size_step()
-    space = [bio.SpaceInputAxis(id=a, size=bio.ParameterizedSize(min=s + 2 * halo.get(str(a), 0), step=s))
+    space = [bio.SpaceInputAxis(id=a, size=bio.ParameterizedSize(min=s + 2 * halo.get(str(a), 0), step=s),
+                                **_pixel_size(spec, a))
              for a, s in zip(_axes_ids(spec.model.input_dims), step)]
     return bio.InputTensorDescr(
         id=INPUT_ID,
@@ -64,7 +72,9 @@ def _output(spec: Spec, files: PackageFiles, halo: dict[str, int]) -> bio.Output
     for a in _axes_ids(spec.model.output_dims):
         size = bio.SizeReference(tensor_id=INPUT_ID, axis_id=a)
         h = halo.get(str(a), 0)
-        space.append(bio.SpaceOutputAxisWithHalo(id=a, halo=h, size=size) if h else bio.SpaceOutputAxis(id=a, size=size))
+        scale = _pixel_size(spec, a)
+        space.append(bio.SpaceOutputAxisWithHalo(id=a, halo=h, size=size, **scale) if h
+                     else bio.SpaceOutputAxis(id=a, size=size, **scale))
     return bio.OutputTensorDescr(
         id=OUTPUT_ID,
         description="prediction on the scale of the normalized training targets",

@@ -165,9 +165,16 @@ def test_broken_weight_file_is_one_clear_line(packages: dict[str, Path], tmp_pat
     assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
     err = capsys.readouterr().err
     assert "cannot read checkpoint" in err and err.count("\n") == 1 and "Traceback" not in err
-    torch.save({"model": {"nonsense": torch.zeros(1)}}, broken / "checkpoints" / "best.pt")
+    torch.save({"model": {"nonsense": torch.zeros(1)}, "network_revision": 2}, broken / "checkpoints" / "best.pt")
     assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
     assert "does not hold weights of the run's network" in capsys.readouterr().err
+    # a GVTNet trained before the networks matched the original (no revision recorded) is refused, not repackaged
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    del state["network_revision"]
+    torch.save(state, broken / "checkpoints" / "best.pt")
+    assert main(["package", str(broken), "--out", str(tmp_path / "m.zip")]) == 2
+    err = capsys.readouterr().err
+    assert "before revision 2" in err and "train the run again" in err and err.count("\n") == 1
     assert not (tmp_path / "m.zip").exists()
 
 
