@@ -95,7 +95,8 @@ def test_a_lazy_zarr_layer_is_streamed_and_comes_back_lazy(make_napari_viewer: A
         layer = viewer.add_image(da.from_zarr(str(store)), name="lazy", scale=(0.5, 0.25))
     widget = PredictWidget(viewer)
     widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
-    widget.mode.value, widget.tile.value, widget.out_dir.value = "tiles", "96,96", tmp_path / "out"
+    # global context: streamed tiles then give the whole image's result (a GVTNet's plain tiles see only themselves)
+    widget.mode.value, widget.tile.value, widget.out_dir.value = "global context", "96,96", tmp_path / "out"
     finish(qtbot, widget, widget.start())
     result = viewer.layers[-1]
     assert result.name.endswith("(lazy)") and (tmp_path / "out" / "image.ome.zarr").is_dir()
@@ -217,7 +218,8 @@ def test_a_cancelled_large_image_is_kept_and_completed_on_request(make_napari_vi
         viewer.add_image(da.from_zarr(str(store)), name="big")
     widget = PredictWidget(viewer)
     widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
-    widget.mode.value, widget.tile.value, widget.out_dir.value = "tiles", "96,96", tmp_path / "out"
+    # global context: streamed tiles then give the whole image's result (a GVTNet's plain tiles see only themselves)
+    widget.mode.value, widget.tile.value, widget.out_dir.value = "global context", "96,96", tmp_path / "out"
     worker = widget.start()
     qtbot.waitUntil(paused["reached"].is_set, timeout=60_000)
     widget.cancel()
