@@ -220,3 +220,19 @@ def test_a_dask_worker_that_dies_loses_only_its_tiles(packages: dict[str, Path],
     single = zarr.open_group(str(tmp_path / "single" / "v.ome.zarr"), mode="r")["0"][:]
     # (Dask CPU workers run the TorchScript weights, the single process ONNX: equal to float precision)
     _assert_close(zarr.open_group(str(tmp_path / "dask" / "v.ome.zarr"), mode="r")["0"][:], single)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_streamed_prediction_on_cuda_equals_the_cpu_result(packages: dict[str, Path], tmp_path: Path) -> None:
+    """--device cuda streams the same tiles as the CPU (TorchScript on the GPU; TF32 off for the comparison)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    volume = _volume(1, (12, 100, 110), seed=7)[0]
+    source = _ome_zarr(tmp_path / "v.ome.zarr", volume, "zyx", "0.5")
+    results = {}
+    for device in ("cpu", "cuda"):
+        assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / device), "--tile", TILE,
+                     "--global-context", "--weight-format", "torchscript", "--device", device]) == 0
+        results[device] = zarr.open_group(str(tmp_path / device / "v.ome.zarr"), mode="r")["0"][:]
+    np.testing.assert_allclose(results["cuda"], results["cpu"], atol=1e-4 * float(np.ptp(results["cpu"])), rtol=0)
