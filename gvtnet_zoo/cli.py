@@ -104,7 +104,8 @@ def _predict(args: argparse.Namespace) -> None:
                         "add --out-format ome-zarr")
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
                   weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
-                  overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo)
+                  overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo,
+                  pixel_size=args.pixel_size)
 
 
 def streamed(args: argparse.Namespace) -> bool:
@@ -140,6 +141,9 @@ def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
     from .predict.run import parse_tile
     from .predict.stream import predict_volumes
 
+    if args.pixel_size is not None:
+        raise UserError("--pixel-size resizes images read into memory; resample the volume to the model's pixel size "
+                        "first, or predict TIFF/.npy files without --out-format ome-zarr")
     if args.input:
         raise UserError("streamed prediction (Zarr, --out-format ome-zarr, --dask) takes models with one input; "
                         "give the images as INPUT")
@@ -244,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--halo", metavar="Z,Y,X",
                          help="tiles: the halo (input voxels) per axis instead of the package's, e.g. 0,32,32")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
+    predict.add_argument("--pixel-size", type=float, metavar="UM",
+                         help="the inputs' pixel size in y and x (micrometres): each image is resized to the pixel size "
+                              "the model declares (e.g. 0.29 for the label-free GVTNets) and the output back")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     predict.add_argument("--out-format", choices=["auto", "ome-zarr"], default="auto",
                          help="auto: like the input (Zarr inputs give OME-Zarr); ome-zarr: stream any input to OME-Zarr")

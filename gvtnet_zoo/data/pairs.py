@@ -19,7 +19,7 @@ from ..predict.files import is_zarr
 from .io import image_stem, is_image_file, read_image
 from .lazy import LazyImage, open_lazy
 from .normalization import whole_image_method
-from .resample import resample_yx
+from .resample import resize_yx
 
 
 @dataclass
@@ -101,7 +101,8 @@ def _npz_pairs(path: Path) -> list[ImagePair]:
 
 def _read(path: Path, resample: float) -> np.ndarray | LazyImage:
     if not is_zarr(path):
-        return resample_yx(read_image(path), resample)
+        image = read_image(path)
+        return resize_yx(image, "zyx"[3 - image.ndim:], resample) if image.ndim in (2, 3) else image
     if resample != 1.0:
         raise UserError(f"{path}: data.resample_yx {resample} needs images read into memory; resample the Zarr volume "
                         "first (to the spec's data.pixel_size_yx) and set data.resample_yx: 1")

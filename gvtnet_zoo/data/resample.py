@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from scipy import ndimage
 
 
-def resample_yx(image: np.ndarray, factor: float) -> np.ndarray:
-    """(..., Y, X) -> (..., round(Y * factor), round(X * factor)), float32; a cubic spline with edges extended,
-    as scipy.ndimage.zoom in pytorch_fnet's and the original GVTNets' ``Resizer``."""
-    if factor == 1.0:
-        return image
-    zoom = (1.0,) * (image.ndim - 2) + (factor, factor)
-    return ndimage.zoom(image.astype(np.float32, copy=False), zoom, order=3, mode="nearest")
+def resize_yx(array: np.ndarray, letters: str, factor: Optional[float] = None,
+              sizes: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """``array`` (axes ``letters``, e.g. 'zyx') resized along y and x by ``factor``, or to exactly ``sizes`` (y, x).
+
+    A cubic spline with the edges extended, as scipy.ndimage.zoom in pytorch_fnet's and the original GVTNets'
+    ``Resizer``; float32 out, the array itself when nothing changes.
+    """
+    axes = [letters.index(a) for a in "yx"]
+    if sizes is None:
+        sizes = tuple(max(1, round(array.shape[i] * factor)) for i in axes)
+    if tuple(array.shape[i] for i in axes) == tuple(sizes):
+        return array
+    zoom = [1.0] * array.ndim
+    for i, size in zip(axes, sizes):
+        zoom[i] = size / array.shape[i]
+    return ndimage.zoom(array.astype(np.float32, copy=False), zoom, order=3, mode="nearest")

@@ -190,7 +190,8 @@ def _pixel_size_text(data: DataConfig) -> str:
         return resized or "that of the training images (not resampled)"
     return (f"{data.pixel_size_yx:g} um in y and x (declared as the axes' scale; {resized or 'not resampled'}); resample "
             f"your images to {data.pixel_size_yx:g} um per pixel before prediction, e.g. images at 0.108 um by "
-            f"{0.108 / data.pixel_size_yx:.5f} (bioimage.io has no resampling step, so the package cannot do it for you)")
+            f"{0.108 / data.pixel_size_yx:.5f} (bioimage.io has no resampling step; `gvtnet-zoo predict --pixel-size 0.108` "
+            "resizes around the package)")
 
 
 def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",

@@ -19,11 +19,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import refuse_to_replace
+from ..data.resample import resize_yx
 from ..errors import UserError
 from ..progress import Progress, no_progress
 from .files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .overlap import BackgroundWriter, prefetched
+from .pixel_size import resample_factor
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tensors import axis_ids, axis_letters, channel_count, check_channels
 from .tiling import default_tile, package_halo, predict_blended, same_grid
@@ -213,18 +215,22 @@ def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str
     return members, space
 
 
-def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str]) -> tuple[dict[str, Any], int, list[str]]:
-    """One sample's input tensors read from files, its largest number of space voxels, and notes on how axes
-    were guessed."""
+def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str],
+                 resample: float = 1.0) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
+    """One sample's input tensors read from files (resized in y and x by ``resample``), its largest number of
+    space voxels, notes on how axes were guessed, and the first input's (y, x) size as read."""
     tensors = dict(zip(model.input_ids, model.descr.inputs))
-    arrays, notes = {}, []
+    arrays, notes, yx = {}, [], (0, 0)
     for input_id, path in files.items():
         tensor = tensors[input_id]
         array, file_axes, note = read_with_axes(path, axes, axis_letters(tensor), channel_count(tensor))
         notes += [note] if note else []
+        if resample != 1.0:
+            yx = yx if yx != (0, 0) else (array.shape[file_axes.index("y")], array.shape[file_axes.index("x")])
+            array = resize_yx(array, file_axes, resample)
         arrays[input_id] = (array, file_axes, path.name)
     members, space = sample_members(model, arrays)
-    return members, space, notes
+    return members, space, notes, yx
 
 
 @dataclass
@@ -295,10 +301,11 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                   named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
                   device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
                   overwrite: bool = False, allow_download: bool = False, halo: Optional[str] = None,
-                  echo: Callable[[str], None] = print) -> PredictionSummary:
+                  pixel_size: Optional[float] = None, echo: Callable[[str], None] = print) -> PredictionSummary:
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
 
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
+    ``pixel_size`` (um): inputs are resized to the model's declared pixel size, outputs back (pixel_size.py).
     The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
     """
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -311,10 +318,11 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     first_input = model.input_ids[0]
     planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
     refuse_to_replace([p for paths in planned for p in paths], overwrite)
+    resample = resample_factor(model.descr, pixel_size)
     start, voxels = time.perf_counter(), 0
 
-    def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str]]:
-        return _read_sample(model, job[0], axes)
+    def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
+        return _read_sample(model, job[0], axes, resample)
 
     def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
         for output, target, array in zip(model.descr.outputs, targets, arrays):
@@ -322,13 +330,16 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 
     with open_predictor(model, mode, device, tile, halo, echo, local_rank) as predictor, BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
-        for (files, targets), (members, space, notes) in tqdm(prefetched(jobs, read), total=len(jobs), desc="predict",
-                                                              unit="file", disable=len(samples) < 2 or rank > 0):
+        for (files, targets), (members, space, notes, yx) in tqdm(prefetched(jobs, read), total=len(jobs),
+                                                                  desc="predict", unit="file",
+                                                                  disable=len(samples) < 2 or rank > 0):
             for note in notes:
                 echo(note)
             voxels += space
             outputs = predictor.predict(members, space, files[first_input].name)
-            writer.submit(write, targets, [outputs[o] for o in model.output_ids])
+            arrays = [outputs[o] if resample == 1.0 else resize_yx(outputs[o], axis_letters(d), sizes=yx)
+                      for o, d in zip(model.output_ids, model.descr.outputs)]
+            writer.submit(write, targets, arrays)
     label = predictor.device_label + (f" (process {rank} of {world})" if world > 1 else "")
     summary = PredictionSummary(len(samples), voxels, time.perf_counter() - start, label, predictor.weights_label)
     echo(summary.line())

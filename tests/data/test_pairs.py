@@ -122,3 +122,24 @@ def test_validation_split_never_overlaps(tmp_path: Path) -> None:
     assert not {p.name for p in train} & {p.name for p in val}
     with pytest.raises(UserError, match="--val"):
         split_validation(load_pairs(_write_pairs(tmp_path / "one", ["a"]), SPEC_2D), 0.2)
+
+
+def test_resample_yx_resizes_both_images_in_y_and_x_as_read(tmp_path: Path) -> None:
+    """The label-free recipe: images resized by data.resample_yx (cubic spline) before anything else sees them."""
+    from scipy import ndimage
+
+    data = load_pairs(_write_pairs(tmp_path, ["a"], shape=(80, 96)), load_spec("demo-gvtnet-label-free-2d", [
+        "data.patch_size=[32,32]", "data.resample_yx=0.5"]))
+    pair = data.pairs[0]
+    assert pair.source.shape == pair.target.shape == (40, 48)
+    raw = tifffile.imread(tmp_path / "source" / "a.tif").astype(np.float32)
+    np.testing.assert_allclose(pair.source, ndimage.zoom(raw, 0.5, order=3, mode="nearest"), rtol=1e-5)
+    lazy = tmp_path / "lazy"
+    (lazy / "source").mkdir(parents=True)
+    (lazy / "target").mkdir()
+    import zarr
+
+    for folder in ("source", "target"):
+        zarr.create_array(str(lazy / folder / "v.zarr"), shape=(64, 64), dtype="float32")[:] = 1.0
+    message = _error(lazy, load_spec("demo-gvtnet-label-free-2d", ["data.patch_size=[32,32]", "data.resample_yx=0.5"]))
+    assert "resample_yx" in message and "Zarr" in message

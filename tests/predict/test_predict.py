@@ -244,3 +244,14 @@ def test_auto_mode_tiles_when_the_image_would_not_fit(packages: dict[str, Path],
     assert calls == ["tile"]
     np.testing.assert_allclose(tifffile.imread(tmp_path / "o2" / "a.tif"), tifffile.imread(tmp_path / "o1" / "a.tif"),
                                atol=1e-3)
+
+
+def test_pixel_size_needs_a_model_that_declares_one_and_an_image_in_memory(packages: dict[str, Path], tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((64, 64), np.float32))
+    for extra, expected in (([], "declares no pixel size"), (["--out-format", "ome-zarr"], "resizes images read into memory")):
+        assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "out"),
+                     "--pixel-size", "0.1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ import onnxruntime
 import pytest
 import tifffile
 import torch
+import yaml
 
 from gvtnet_zoo.cli import main
 from gvtnet_zoo.errors import UserError
@@ -112,6 +113,28 @@ def test_import_tf_then_package_gives_the_original_outputs(case: str, tmp_path: 
         assert _relative_error(scripted(torch.from_numpy(reference["input"])).numpy(), reference["eval"]) < TOLERANCE
     session = onnxruntime.InferenceSession(str(tmp_path / "package" / "weights.onnx"), providers=["CPUExecutionProvider"])
     assert _relative_error(session.run(None, {"input": reference["input"]})[0], reference["eval"]) < TOLERANCE
+    if case == "label_free_2d":
+        _check_pixel_size(package, rdf, tmp_path)
+
+
+def _check_pixel_size(package: Path, rdf: str, tmp_path: Path) -> None:
+    """The label-free package declares 0.29 um pixels; predict --pixel-size resizes around the package."""
+    from gvtnet_zoo.data.resample import resize_yx
+
+    described = yaml.safe_load(rdf)
+    for tensor in (described["inputs"][0], described["outputs"][0]):
+        yx = [a for a in tensor["axes"] if a.get("id") in ("y", "x")]
+        assert [(a["scale"], a["unit"]) for a in yx] == [(0.29, "micrometer")] * 2
+    image = np.random.default_rng(2).gamma(2.0, 10.0, (320, 300)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "fine.tif", image)
+    tifffile.imwrite(tmp_path / "coarse.tif", resize_yx(image, "yx", 0.5))
+    assert main(["predict", str(package), str(tmp_path / "fine.tif"), "--out", str(tmp_path / "p1"), "--whole",
+                 "--pixel-size", "0.145"]) == 0
+    assert main(["predict", str(package), str(tmp_path / "coarse.tif"), "--out", str(tmp_path / "p2"), "--whole"]) == 0
+    resized = tifffile.imread(tmp_path / "p1" / "fine.tif")
+    coarse = tifffile.imread(tmp_path / "p2" / "coarse.tif")
+    assert resized.shape[-2:] == image.shape and coarse.shape[-2:] == (160, 150)
+    np.testing.assert_allclose(resized, resize_yx(coarse, "bcyx"[4 - coarse.ndim:], sizes=image.shape), atol=1e-5)
 
 
 def _refused(capsys: pytest.CaptureFixture, args: list[str], out: Path) -> str:
