@@ -44,18 +44,19 @@ class StridedConv2d(nn.Conv2d):
 
     For kernel 3 that is 0 before and 1 after, so output i reads input 2i .. 2i+2 (a symmetric pad
     of 1 would read 2i-1 .. 2i+1): the original GVTNets' alignment. Inputs have even sizes (the
-    network's size step), where TF's rule is exactly this.
+    network's size step), where TF's rule is exactly this. ``constant_pad_nd``, not ``F.pad``: scripted
+    ``F.pad`` calls carry the writing PyTorch's signature, which older engines (deepImageJ's) may lack.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(F.pad(x, self.tf_pad), self.weight, self.bias)
+        return self._conv_forward(torch.constant_pad_nd(x, self.tf_pad, 0.0), self.weight, self.bias)
 
 
 class StridedConv3d(nn.Conv3d):
     """3D ``StridedConv2d``: stride 2, TensorFlow 'same' padding for even sizes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(F.pad(x, self.tf_pad), self.weight, self.bias)
+        return self._conv_forward(torch.constant_pad_nd(x, self.tf_pad, 0.0), self.weight, self.bias)
 
 
 class TransposedConv2d(nn.ConvTranspose2d):
@@ -105,7 +106,7 @@ def conv(
         raise ValueError(f"convolutions take stride 1 or 2, got {stride}")
     layer = _STRIDED_CONV[spatial_dims](in_channels, out_channels, kernel, stride=2, padding=0, bias=bias)
     tf_pad: list[int] = []
-    for k in reversed(kernel):  # F.pad lists the last axis first; TF pads max(k - 2, 0) in all on even sizes
+    for k in reversed(kernel):  # constant_pad_nd lists the last axis first; TF pads max(k - 2, 0) in all on even sizes
         total = max(k - 2, 0)
         tf_pad += [total // 2, total - total // 2]
     layer.tf_pad = tf_pad
