@@ -62,3 +62,13 @@ def test_the_core_never_imports_qt_or_napari() -> None:
     core = " ".join(project["dependencies"]).lower()
     assert not any(name.lower() in core for name in GUI_MODULES)
     assert any("napari" in d for d in project["optional-dependencies"]["napari"])
+
+
+def test_every_subpackage_is_installed() -> None:
+    """pyproject.toml lists packages by hand: a new subpackage missing there would be absent from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"gvtnet_zoo." + ".".join(p.parent.relative_to(PACKAGE).parts) for p in PACKAGE.rglob("__init__.py")
+             if p.parent != PACKAGE}
+    assert found <= listed, sorted(found - listed)
