@@ -24,6 +24,18 @@ def refuse_to_replace(paths: Sequence[str | Path], overwrite: bool) -> None:
                         "them, or choose another output")
 
 
+def refuse_to_touch_inputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path]) -> None:
+    """UserError when an output would resolve to, contain or lie inside an input: replacing it would destroy
+    the input (an OME-Zarr output is a folder that is removed and rewritten)."""
+    sources = [Path(p).resolve() for p in inputs]
+    for output in (Path(p).resolve() for p in outputs):
+        for source in sources:
+            if output == source or source.is_relative_to(output) or output.is_relative_to(source):
+                where = "is" if output == source else "contains" if source.is_relative_to(output) else "lies inside"
+                raise UserError(f"the output {output} {where} the input {source}; give another --out folder, so that "
+                                "no input is written over")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it is renamed to ``path``, on error removed."""

@@ -114,3 +114,29 @@ def test_bad_paths_are_one_line_exit_2_and_leave_nothing(case: str, packages: di
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gvtnet-zoo: error: ") and "Traceback" not in err, err
     assert _files(tmp_path) == before, sorted(map(str, _files(tmp_path) - before))
+
+
+def test_predict_never_writes_over_its_input(packages: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An output that is, contains or lies inside an input is refused, even with --overwrite (issue 26, item 1)."""
+    import numpy as np
+    import tifffile
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    volume = (np.random.default_rng(0).random((8, 64, 64)) * 1000).astype(np.uint16)
+    store = tmp_path / "a.ome.zarr"
+    write_image(volume, zarr.open_group(str(store), mode="w", zarr_format=3), fmt=FormatV05(), axes="zyx")
+    files = lambda: {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
+    for out in (tmp_path, store, store / "inside"):
+        assert main(["predict", str(packages["3d"]), str(store), "--out", str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert "no input is written over" in err and err.count("\n") == 1
+    assert files() == before and len(before) > 2
+    image = tmp_path / "b.tif"
+    tifffile.imwrite(image, volume[0].astype(np.float32))
+    assert main(["predict", str(packages["2d"]), str(image), "--out", str(tmp_path), "--overwrite"]) == 2
+    assert "no input is written over" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(image), volume[0].astype(np.float32))

@@ -13,7 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from .zoo_test import FormatResult
 
@@ -82,6 +82,38 @@ def _test_rows(label: str, results: Sequence[FormatResult]) -> list[Check]:
                   "bioimageio.core test_model" if r.passed else (r.failures or ["failed"])[0][:200]) for r in results]
 
 
+def _file_fields(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(field, path) for every file an rdf names: ``source`` entries, documentation, covers, attachments."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field = f"{where}.{key}" if where else str(key)
+            if key in ("source", "documentation") and isinstance(item, str):
+                yield field, item
+            elif key in ("covers", "attachments") and isinstance(item, list):
+                for i, entry in enumerate(item):
+                    yield from ([(f"{field}[{i}]", entry)] if isinstance(entry, str) else _file_fields(entry, f"{field}[{i}]"))
+            else:
+                yield from _file_fields(item, field)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _file_fields(item, f"{where}[{i}]")
+
+
+def files_outside(source: Path) -> list[str]:
+    """'field: path' for each file the rdf names outside the package: absolute, with '..', or resolving
+    (through links) out of the package folder. Remote URLs are trust.refuse_downloads' concern."""
+    root = (source if source.is_dir() else source.parent).resolve()
+    outside = []
+    for field, path in _file_fields(rdf_content(source), ""):
+        if "://" in path:
+            continue
+        relative = Path(path)
+        if relative.is_absolute() or ".." in relative.parts or (
+                source.suffix != ".zip" and not (root / relative).resolve().is_relative_to(root)):
+            outside.append(f"{field}: {path}")
+    return outside
+
+
 def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token_set: Optional[bool]) -> list[Check]:
     """What an upload needs: the zoo's tests, real authors and licence, a '## Validation' section with the
     run's metrics, no ``id``, and (``token_set`` not None) the upload token."""
@@ -104,6 +136,11 @@ def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token
                       "no '## Validation' section; say what data it was validated on, with the metrics" if section is None
                       else "the section has no metrics (numbers)" if not re.search(r"\d", section) else
                       f"{len(section.splitlines())} lines with metrics"))
+    outside = files_outside(source)
+    rows.append(Check("files inside the package", FAIL if outside else PASS,
+                      f"{outside[0]} lies outside the package; keep every file in it, named by a relative path"
+                      + (f" (and {len(outside) - 1} more)" if len(outside) > 1 else "") if outside
+                      else "every file named by the rdf lies in the package"))
     model_id = getattr(descr, "id", None)
     rows.append(Check("no id", FAIL if model_id else PASS,
                       f"the description has id {model_id}: a new upload gets its id from bioimage.io; remove it"

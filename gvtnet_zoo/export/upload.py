@@ -3,6 +3,7 @@ upload to bioimage.io's artifact manager; nothing is sent unless every check pas
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -38,6 +39,19 @@ def check_package(source: Path, weight_format: Optional[str], partners: bool, fo
     return descr, rows
 
 
+def _inside(source: Path, item: Any) -> str:
+    """Where a file of the package lies: its path in the zip or the package folder (a file outside shows whole)."""
+    if isinstance(item, zipfile.Path):
+        return item.at
+    if isinstance(item, dict):
+        return "the description, written anew"
+    path = Path(str(getattr(item, "source", item)))
+    if not path.is_absolute():
+        return str(path)  # relative to the package's root, as the rdf names it
+    root = (source if source.is_dir() else source.parent).resolve()
+    return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path.resolve())
+
+
 def upload_package(source: Path, dry_run: bool, echo: Callable[[str], None] = print) -> Optional[str]:
     """Check, then upload with ``bioimageio.spec.upload``; returns the staged model's URL (None for a dry run).
     Raises PackageFailed, having sent nothing, when a check fails."""
@@ -47,9 +61,10 @@ def upload_package(source: Path, dry_run: bool, echo: Callable[[str], None] = pr
     if failed(rows):
         names = ", ".join(c.name for c in rows if c.status == FAIL)
         raise PackageFailed(f"not uploaded: {names} failed; nothing was sent")
-    files = sorted(get_package_content(descr))
+    content = get_package_content(descr)
     if dry_run:
-        echo(f"would send {len(files)} files to {settings.hypha_upload} (create, put_file, edit): {', '.join(files)}")
+        listed = ", ".join(f"{name} ({_inside(source, content[name])})" for name in sorted(content))
+        echo(f"would send {len(content)} files to {settings.hypha_upload} (create, put_file, edit): {listed}")
         return None
     url = str(upload(descr))
     echo(f"uploaded {source.name}: staged for review at {url}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import refuse_to_replace
+from ..atomic import refuse_to_replace, refuse_to_touch_inputs
 from ..data.resample import resize_yx
 from ..errors import UserError
 from ..progress import Progress, no_progress
@@ -317,6 +317,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     several = len(model.output_ids) > 1
     first_input = model.input_ids[0]
     planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
+    refuse_to_touch_inputs([p for paths in planned for p in paths], [p for s in samples for p in s.values()])
     refuse_to_replace([p for paths in planned for p in paths], overwrite)
     resample = resample_factor(model.descr, pixel_size)
     start, voxels = time.perf_counter(), 0

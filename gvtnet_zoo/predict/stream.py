@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import refuse_to_touch_inputs
 from ..data.io import image_stem
 from ..errors import UserError
 from ..progress import Progress, no_progress
@@ -186,6 +187,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
+    refuse_to_touch_inputs([*names, *(f"{n}.progress" for n in names)], [s.path for s in sources])
     voxels, tiles_run, plans = 0, 0, []
     for job, descr in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1

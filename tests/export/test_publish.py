@@ -144,3 +144,34 @@ def test_upload_checks_refuse_placeholders_an_id_and_a_card_without_validation(p
     assert validation_section("# M\n\n## Validation\n\n| loss | 0.02 |\n\n## How to run it\nx") == "| loss | 0.02 |"
     assert validation_section("# M\n\n# Validation\n\n| loss | 0.02 |\n") is None  # a level-1 heading is not it
     assert validation_section("## Validation\nnone yet\n## Next") == "none yet"  # found; the check wants numbers
+
+
+def test_files_outside_the_package_are_never_uploaded(publishable: Path, tmp_path: Path) -> None:
+    """A folder package whose rdf names ../secret.md, an absolute path or '..' attachments fails the checks and
+    sends nothing; a dry run of a good package shows each file's path in the package (issue 26, item 5)."""
+    import yaml
+
+    folder = tmp_path / "pkg"
+    with zipfile.ZipFile(publishable) as archive:
+        archive.extractall(folder)
+    (tmp_path / "secret.md").write_text("# not yours\n\n## Validation\n\n| loss | 0.1 |\n")
+    rdf = yaml.safe_load((folder / "rdf.yaml").read_text())
+    rdf["documentation"] = "../secret.md"
+    rdf["attachments"] = [*(rdf.get("attachments") or []), {"source": "/etc/hostname"},
+                          {"source": "../../../../../../etc/hostname"}]
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    from gvtnet_zoo.export.publish import files_outside
+
+    assert sorted(files_outside(folder / "rdf.yaml")) == [
+        "attachments[2].source: /etc/hostname", "attachments[3].source: ../../../../../../etc/hostname",
+        "documentation: ../secret.md"]
+    assert files_outside(publishable) == []
+    with artifact_manager() as manager:
+        dry = _cli(tmp_path, "upload", str(folder / "rdf.yaml"), "--dry-run", BIOIMAGEIO_HYPHA_UPLOAD_TOKEN=TOKEN,
+                   BIOIMAGEIO_HYPHA_UPLOAD=manager.url)
+        good = _cli(tmp_path, "upload", str(publishable), "--dry-run", BIOIMAGEIO_HYPHA_UPLOAD_TOKEN=TOKEN,
+                    BIOIMAGEIO_HYPHA_UPLOAD=manager.url)
+    assert manager.requests == []
+    assert dry.returncode == 1 and "nothing was sent" in dry.stderr and "would send" not in dry.stdout
+    assert "lies outside the package" in dry.stdout and "(and 2 more)" in dry.stdout
+    assert good.returncode == 0 and "weights.onnx (weights.onnx)" in good.stdout, good.stdout[-2000:]
