@@ -142,7 +142,8 @@ class GlobalAttention(nn.Module):
         if context.kv is None:
             raise RuntimeError("the attention's context was never collected")
         q = self.query(x)
-        return self.attend(q, context.kv, round(context.query_count)), q
+        # the summed context is float64 on the CPU (so any order of summing gives the same float32 here)
+        return self.attend(q, context.kv.to(device=q.device, dtype=q.dtype), round(context.query_count)), q
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_scripting() and self.context is not None:

@@ -114,7 +114,8 @@ class ContextNetwork:
             try:
                 self.network(self._input(block))
             except ContextCollected:
-                state.kv = state.kv.cpu() if state.kv is not None else None
+                # float64: sums over tiles then agree whatever their order (one process, or Dask's tree)
+                state.kv = state.kv.to(device="cpu", dtype=torch.float64) if state.kv is not None else None
                 return state
         raise RuntimeError("a collecting pass ran past its GVTO")
 
@@ -171,7 +172,7 @@ class ContextNetwork:
 
 
 def merge_contexts(parts: list[AttentionContext]) -> AttentionContext:
-    """The sum of per-tile contexts of one GVTO: K^T V and query counts add up over disjoint cores."""
+    """The sum of per-tile contexts of one GVTO: K^T V (float64) and query counts add up over disjoint cores."""
     merged = AttentionContext(parts[0].query_ratio)
     merged.kv = sum((p.kv for p in parts[1:] if p.kv is not None), parts[0].kv)
     merged.query_count = sum(p.query_count for p in parts)

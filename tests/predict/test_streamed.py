@@ -87,7 +87,9 @@ def test_global_context_and_dask_workers_give_the_single_process_result(packages
         results[name] = zarr.open_group(str(tmp_path / name / "stack.ome.zarr"), mode="r")["0"][:]
     whole = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--whole"])[0]
     _assert_close(results["global"], whole)
-    _assert_close(results["global-dask"], results["global"])
+    # contexts summed in float64: Dask's tree and the single process's sequence agree to float32 rounding (issue 26)
+    np.testing.assert_allclose(results["global-dask"], results["global"], atol=1e-6 * float(np.ptp(results["global"])),
+                               rtol=0)
     # plain tiles: Dask runs the single process's plan, tile for tile
     _assert_close(results["tiles-dask"], results["tiles"])
 
