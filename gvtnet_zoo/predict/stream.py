@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import refuse_to_touch_inputs
 from ..data.io import image_stem
+from ..hashing import package_sha256
 from ..errors import UserError
 from ..progress import Progress, no_progress
 from .files import to_model_axes
@@ -146,9 +147,13 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
 
 
-def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
-    return {"model": job.model_source, "weights": job.weight_format, "source": job.source.path, "dataset": job.source.dataset,
-            "shape": job.source.shape, "global_context": job.global_context, "time_points": time_points,
+def _job_json(job: StreamJob, time_points: int, model_sha256: str) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: the model's bytes (a package re-made at the same
+    path is another model), the input's path, dataset and metadata, and the plan."""
+    source = job.source
+    return {"model": job.model_source, "model_sha256": model_sha256, "weights": job.weight_format, "source": source.path,
+            "dataset": source.dataset, "shape": source.shape, "axes": source.axes, "scales": source.scales,
+            "units": source.units, "global_context": job.global_context, "time_points": time_points,
             "plan": job.plan.to_json()}
 
 
@@ -189,9 +194,10 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         raise UserError("several inputs would be written to the same output name; give them different names")
     refuse_to_touch_inputs([*names, *(f"{n}.progress" for n in names)], [s.path for s in sources])
     voxels, tiles_run, plans = 0, 0, []
+    model_sha256 = package_sha256(model_source) if Path(model_source).exists() else ""
     for job, descr in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
-        state = _job_json(job, times)
+        state = _job_json(job, times, model_sha256)
         resuming = [check_replace([image], state, overwrite, resume) for image in job.outputs.values()]
         plans.append((job, descr, times, state, all(resuming)))
     executor: Any = None

@@ -9,7 +9,6 @@ image when one is given, so ``gvtnet-zoo package RUN`` packages it like a traine
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from ..data.io import read_image, write_tiff
 from ..data.normalization import trained_on_csbdeep_patches
 from ..errors import UserError
 from ..export.model_card import task_of
+from ..hashing import file_sha256
 from ..models import build_model
 from ..spec_loading import dump_spec
 from ..train.checkpoint import NETWORK_REVISION, save_checkpoint
@@ -78,20 +78,12 @@ def load_tf_weights(model: torch.nn.Module, checkpoint: TFCheckpoint) -> None:
     model.load_state_dict(values, strict=False)  # num_batches_tracked keeps its zero: TF has no such counter
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _imported_spec(spec: Spec, checkpoint: TFCheckpoint) -> Spec:
     """The spec with the original's input normalization and the checkpoint's identity recorded."""
     if task_of(spec) != "label-free-prediction" and spec.data.normalization != "as_stored":
         spec = trained_on_csbdeep_patches(spec)  # CARE and Flywing were trained on CSBDeep's normalized patches
     files = sorted(Path(f"{checkpoint.prefix}.index").parent.glob(f"{checkpoint.prefix.name}.*"))
-    sums = ", ".join(f"{p.name} sha256 {_sha256(p)}" for p in files if p.suffix != ".meta")
+    sums = ", ".join(f"{p.name} sha256 {file_sha256(p)}" for p in files if p.suffix != ".meta")
     export = spec.export.model_copy(update={
         "authors": spec.export.authors or ["Zhengyang Wang", "Yaochen Xie", "Shuiwang Ji"],
         "license": "GPL-3.0-only" if spec.export.license == "MIT" else spec.export.license,

@@ -125,6 +125,21 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(packages: dict[str, Pa
     np.testing.assert_array_equal(part["1"][:], full["1"][:])
     with pytest.raises(UserError, match="is finished"):
         predict_volumes(packages["3d"], [source], tmp_path / "part", resume=True, **run)
+    # a package re-made at the same path is another model: its tiles are not mixed with the old ones (issue 26, item 8)
+    import shutil
+    import zipfile
+
+    remade = tmp_path / "model.zip"
+    shutil.copy(packages["3d"], remade)
+    monkeypatch.setattr(ome_zarr_out.OutputImage, "write", dies_after_three)
+    written.clear()
+    with pytest.raises(UserError, match="--resume"):
+        predict_volumes(remade, [source], tmp_path / "again", resume=False, **run)
+    monkeypatch.setattr(ome_zarr_out.OutputImage, "write", original)
+    with zipfile.ZipFile(remade, "a") as archive:
+        archive.comment = b"packaged again"
+    with pytest.raises(UserError, match="made with another model"):
+        predict_volumes(remade, [source], tmp_path / "again", resume=True, **run)
 
 
 def test_2d_models_stream_a_lazy_tiff_with_its_time_axis(packages: dict[str, Path], tmp_path: Path) -> None:
