@@ -9,10 +9,13 @@ without multiscales metadata is therefore never mistaken for a finished image.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,6 +40,11 @@ class OutputImage:
     @property
     def progress(self) -> Path:
         return Path(self.path + ".progress")
+
+    @property
+    def lock(self) -> Path:
+        """Beside the image, not in the progress folder, which --overwrite and the finish remove."""
+        return Path(self.path + ".lock")
 
     def create(self, plan_json: dict[str, Any]) -> None:
         """A new, empty level 0 and the progress folder with the plan."""
@@ -116,3 +124,52 @@ def check_replace(images: list[OutputImage], plan_json: dict[str, Any], overwrit
                 else "was made with another model, image or tiles")
         raise UserError(f"--resume: {unfinished[0].path} {what}; give --overwrite to predict it anew")
     return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _take(lock: Path, image: str) -> None:
+    """Create ``lock`` (pid, host, start time) or refuse in one line: held by a live run, or left by a dead one."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            other = json.loads(lock.read_text())
+            pid, host, started = int(other["pid"]), str(other["host"]), str(other["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, host, started = -1, "?", "?"
+        if host != mine["host"] or _running(pid):
+            raise UserError(f"{image} is being written by process {pid} on {host} (since {started}); wait for that "
+                            "prediction to end, or stop it, before predicting into it") from None
+        raise UserError(f"{image} has a stale lock {lock} (process {pid} on {host}, since {started}, no longer runs): "
+                        f"its prediction was interrupted; delete {lock}, then rerun with --resume") from None
+    with os.fdopen(handle, "w") as out:
+        json.dump(mine, out)
+
+
+def take_locks(images: Sequence[OutputImage]) -> list[Path]:
+    """An exclusive lock on each output while it is written, so two runs never write one image; all or none."""
+    held: list[Path] = []
+    try:
+        for image in images:
+            _take(image.lock, image.path)
+            held.append(image.lock)
+    except BaseException:
+        release_locks(held)
+        raise
+    return held
+
+
+def release_locks(locks: Sequence[Path]) -> None:
+    for lock in locks:
+        lock.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..progress import Progress, no_progress
 from .files import to_model_axes
 from .model import load_zoo_model
-from .ome_zarr_out import OutputImage, check_replace
+from .ome_zarr_out import OutputImage, check_replace, release_locks, take_locks
 from .plan import TilePlan, plan_tiles
 from .run import PredictionSummary
 from .stats import streamed_statistics
@@ -206,7 +206,9 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
 
         executor = DaskExecutor(dask, device, dask_workers, echo)
     start = clock.perf_counter()  # after the cluster's start-up (DaskExecutor reports it), as a user's rate
+    locks: list[Path] = []
     try:
+        locks = take_locks([image for job, _ in jobs for image in job.outputs.values()])
         for job, descr, times, state, resuming in plans:
             if not resuming:
                 for image in job.outputs.values():
@@ -235,6 +237,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
     except KeyboardInterrupt:
         raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
     finally:
+        release_locks(locks)
         workers = executor.describe() if executor is not None else "1 process"
         if executor is not None:
             executor.close()

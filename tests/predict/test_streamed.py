@@ -253,3 +253,30 @@ def test_streamed_prediction_on_cuda_equals_the_cpu_result(packages: dict[str, P
                      "--global-context", "--weight-format", "torchscript", "--device", device]) == 0
         results[device] = zarr.open_group(str(tmp_path / device / "v.ome.zarr"), mode="r")["0"][:]
     np.testing.assert_allclose(results["cuda"], results["cpu"], atol=1e-4 * float(np.ptp(results["cpu"])), rtol=0)
+
+
+def test_an_output_being_written_is_locked(packages: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs never write one image: a live run's lock refuses a second, even with --overwrite; a dead run's
+    lock is named with how to clear it (issue 26, item 9)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    source = _ome_zarr(tmp_path / "v.ome.zarr", _volume(1, (8, 64, 64))[0], "zyx", "0.5")
+    lock = tmp_path / "out" / "v.ome.zarr.lock"
+    lock.parent.mkdir()
+    args = ["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--overwrite"]
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-04 10:00:00"}))
+    assert main(args) == 2
+    assert f"is being written by process {os.getpid()}" in capsys.readouterr().err
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": "2026-12-04 10:00:00"}))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "stale lock" in err and f"delete {lock}" in err and err.count("\n") == 1
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["v.ome.zarr.lock"]  # nothing written or removed
+    lock.unlink()
+    assert main(args) == 0 and not lock.exists()  # a finished run leaves no lock behind
