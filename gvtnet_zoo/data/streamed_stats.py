@@ -1,7 +1,9 @@
 """Exact statistics of data read block by block: mean and variance from per-block moments (Chan et al.),
 'linear' quantiles (as numpy and bioimageio.core) from the order statistics at ranks floor(q (n-1)) and the
-next. Integer data up to 16 bits count every value (one pass); other data narrow a histogram around those
-ranks pass by pass until few enough values remain to sort (usually three passes).
+next. Integer data up to 16 bits count every value (one pass); other data are selected by radix: each value
+becomes an unsigned integer key of its bit pattern ordered as the values, and each pass counts the next 16
+bits of the keys that share the ranks' prefix so far. Every rank is exact after itemsize / 2 passes (float32:
+two, float64: four), however many values tie (a zero background, a fill value).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over the data: blocks (C, ...) or (...)
-BINS = 4096
-SORT_LIMIT = 4_000_000  # values gathered and sorted in the last pass
 
 
 @dataclass
@@ -60,41 +60,65 @@ def _select_integer(passes: Blocks, ranks: list[int], low: int) -> list[float]:
     return [float(np.searchsorted(cumulative, r, side="right") + low) for r in ranks]
 
 
-def _select_float(passes: Blocks, rank: int, low: float, high: float) -> float:
-    """The value of the given rank (0-based, ascending): narrow [low, high] until few values remain, then sort."""
-    below = 0  # values < low (outside the current range)
-    while True:
-        if low == high:
-            return low
-        edges = np.linspace(low, high, BINS + 1)
-        counts = np.zeros(BINS, np.int64)
+def _keys(block: np.ndarray) -> np.ndarray:
+    """Unsigned integer keys that order as the values: floats by their sign-flipped bits, signed integers offset."""
+    values = np.ascontiguousarray(block).ravel()
+    unsigned = np.dtype(f"u{values.dtype.itemsize}")
+    bits = values.view(unsigned)
+    top = unsigned.type(1 << (8 * values.dtype.itemsize - 1))
+    if values.dtype.kind == "f":
+        return np.where(bits & top, ~bits, bits | top)
+    return bits ^ top if values.dtype.kind == "i" else bits
+
+
+def _value(key: int, dtype: np.dtype) -> float:
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    top = 1 << (8 * dtype.itemsize - 1)
+    if dtype.kind == "f":
+        key = key ^ top if key & top else ~key & ((1 << 8 * dtype.itemsize) - 1)
+    elif dtype.kind == "i":
+        key ^= top
+    return float(np.array([key], unsigned).view(dtype)[0])
+
+
+def _select_radix(passes: Blocks, ranks: list[int]) -> dict[int, float]:
+    """The values of the given ranks (0-based, ascending), 16 bits of their keys per pass, all ranks together."""
+    prefix, below = {r: 0 for r in ranks}, {r: 0 for r in ranks}
+    dtype, shift = np.dtype(np.float32), None  # the blocks' type, and the lowest bit of the last pass's digit
+    while shift != 0:
+        counts = {p: np.zeros(1 << 16, np.int64) for p in set(prefix.values())}
+        digit_at = None if shift is None else shift - 16
         for block in passes():
-            values = block.ravel()
-            inside = values[(values >= low) & (values <= high)]
-            counts += np.histogram(inside, bins=edges)[0]
-        cumulative = below + np.cumsum(counts)
-        index = int(np.searchsorted(cumulative, rank, side="right"))
-        start = below + (int(cumulative[index - 1] - below) if index else 0)
-        left, right = edges[index], edges[index + 1]
-        if counts[index] <= SORT_LIMIT or np.nextafter(left, right) >= right:
-            closed_right = index == BINS - 1  # np.histogram's last bin includes its right edge
-            gathered = [b[(b >= left) & ((b <= right) if closed_right else (b < right))] for b in map(np.ravel, passes())]
-            return float(np.sort(np.concatenate(gathered))[rank - start])
-        below, low, high = start, float(left), float(np.nextafter(right, left))
+            if digit_at is None:  # the first pass: the keys are the blocks' own bit patterns
+                dtype = block.dtype
+                digit_at = 8 * dtype.itemsize - 16
+            keys = _keys(block)
+            digits = ((keys >> digit_at) & 0xFFFF).astype(np.int64)
+            if shift is None:  # every value shares the empty prefix
+                counts[0] += np.bincount(digits, minlength=1 << 16)
+                continue
+            high = keys >> shift
+            for p in counts:
+                counts[p] += np.bincount(digits[high == p], minlength=1 << 16)
+        shift = digit_at
+        for r in prefix:
+            cumulative = np.cumsum(counts[prefix[r]])
+            digit = int(np.searchsorted(cumulative, r - below[r], side="right"))
+            below[r] += int(cumulative[digit - 1]) if digit else 0
+            prefix[r] = (prefix[r] << 16) | digit
+    return {r: _value(prefix[r], dtype) for r in prefix}
 
 
 def quantiles(passes: Blocks, qs: Iterable[float], moments: Moments, lowest_integer: int | None) -> dict[float, float]:
-    """Exact 'linear' quantiles of all values the passes yield; ``lowest_integer``: the data are integers from it."""
-    result = {}
-    for q in qs:
-        below, above, fraction = _ranks(q, moments.count)
-        if lowest_integer is not None:
-            a, b = _select_integer(passes, [below, above], lowest_integer)
-        else:
-            a = _select_float(passes, below, moments.low, moments.high)
-            b = a if above == below else _select_float(passes, above, moments.low, moments.high)
-        result[q] = a + fraction * (b - a)
-    return result
+    """Exact 'linear' quantiles of all values the passes yield; ``lowest_integer``: the data are integers from it
+    (counted in one pass)."""
+    ranks = {q: _ranks(q, moments.count) for q in qs}
+    wanted = sorted({r for below, above, _ in ranks.values() for r in (below, above)})
+    if lowest_integer is not None:
+        values = dict(zip(wanted, _select_integer(passes, wanted, lowest_integer)))
+    else:
+        values = _select_radix(passes, wanted)
+    return {q: values[below] + fraction * (values[above] - values[below]) for q, (below, above, fraction) in ranks.items()}
 
 
 def integer_low(dtype: np.dtype | str) -> int | None:
