@@ -1,6 +1,6 @@
 """Exact statistics of data read block by block: mean and variance from per-block moments (Chan et al.),
-'linear' quantiles (as numpy and bioimageio.core) from the order statistics at ranks floor(q (n-1)) and the
-next. Integer data up to 16 bits count every value (one pass); other data are selected by radix: each value
+quantiles as numpy and bioimageio.core compute them ('linear': the order statistics at ranks floor(q (n-1))
+and the next, interpolated; 'inverted_cdf': the one at rank ceil(q n) - 1). Integer data up to 16 bits count every value (one pass); other data are selected by radix: each value
 becomes an unsigned integer key of its bit pattern ordered as the values, and each pass counts the next 16
 bits of the keys that share the ranks' prefix so far. Every rank is exact after itemsize / 2 passes (float32:
 two, float64: four), however many values tie (a zero background, a fill value).
@@ -43,7 +43,14 @@ class Moments:
         return self.m2 / self.count if self.count else float("nan")
 
 
-def _ranks(q: float, count: int) -> tuple[int, int, float]:
+def _ranks(q: float, count: int, method: str) -> tuple[int, int, float]:
+    """(rank below, rank above, weight of the one above) of quantile ``q`` among ``count`` sorted values, as
+    numpy's ``linear`` (interpolated) and ``inverted_cdf`` (the smallest value whose CDF reaches q) compute it."""
+    if method == "inverted_cdf":
+        rank = min(max(math.ceil(q * count) - 1, 0), count - 1)
+        return rank, rank, 0.0
+    if method != "linear":
+        raise ValueError(f"quantile method {method!r}")
     position = q * (count - 1)
     below = math.floor(position)
     return below, min(below + 1, count - 1), position - below
@@ -109,10 +116,11 @@ def _select_radix(passes: Blocks, ranks: list[int]) -> dict[int, float]:
     return {r: _value(prefix[r], dtype) for r in prefix}
 
 
-def quantiles(passes: Blocks, qs: Iterable[float], moments: Moments, lowest_integer: int | None) -> dict[float, float]:
-    """Exact 'linear' quantiles of all values the passes yield; ``lowest_integer``: the data are integers from it
-    (counted in one pass)."""
-    ranks = {q: _ranks(q, moments.count) for q in qs}
+def quantiles(passes: Blocks, qs: Iterable[float], moments: Moments, lowest_integer: int | None,
+              method: str = "linear") -> dict[float, float]:
+    """Exact quantiles (numpy's ``method``: linear or inverted_cdf) of all values the passes yield;
+    ``lowest_integer``: the data are integers from it (counted in one pass)."""
+    ranks = {q: _ranks(q, moments.count, method) for q in qs}
     wanted = sorted({r for below, above, _ in ranks.values() for r in (below, above)})
     if lowest_integer is not None:
         values = dict(zip(wanted, _select_integer(passes, wanted, lowest_integer)))

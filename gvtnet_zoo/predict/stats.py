@@ -42,8 +42,13 @@ def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str]
             moments = Moments()
             for block in blocks():
                 moments.add(block)
-            qs = {m.q for m in measures if m.name == "quantile" and _kept(m, dims) == axis}
-            results.append((moments, quantiles(blocks, qs, moments, integer_low(source_dtype))))
+            by_method: dict[str, set[float]] = {}
+            for m in measures:
+                if m.name == "quantile" and _kept(m, dims) == axis:
+                    by_method.setdefault(_method(m), set()).add(m.q)
+            found = {(q, method): value for method, qs in by_method.items()
+                     for q, value in quantiles(blocks, qs, moments, integer_low(source_dtype), method).items()}
+            results.append((moments, found))
         for measure in [m for m in measures if _kept(m, dims) == axis]:
             numbers = np.array([_value(measure, moments, found) for moments, found in results], np.float64)
             if axis is None and measure.axes is None:
@@ -70,7 +75,15 @@ def _axis_size(passes: Blocks, position: int) -> int:
     return next(iter(passes())).shape[position]
 
 
-def _value(measure: Any, moments: Moments, found: dict[float, float]) -> float:
+def _method(measure: Any) -> str:
+    method = str(getattr(measure, "method", "linear"))
+    if method not in ("linear", "inverted_cdf"):
+        raise UserError(f"the package's preprocessing needs quantiles by the {method!r} method, which gvtnet-zoo cannot "
+                        "stream; predict this image without --out-format ome-zarr / --dask")
+    return method
+
+
+def _value(measure: Any, moments: Moments, found: dict[tuple[float, str], float]) -> float:
     if measure.name == "mean":
         return moments.mean
     if measure.name == "var":
@@ -78,6 +91,6 @@ def _value(measure: Any, moments: Moments, found: dict[float, float]) -> float:
     if measure.name == "std":
         return math.sqrt(moments.var)
     if measure.name == "quantile":
-        return found[measure.q]
+        return found[(measure.q, _method(measure))]
     raise UserError(f"the package's preprocessing needs the statistic {measure.name!r}, which gvtnet-zoo cannot "
                     "stream; predict this image without --out-format ome-zarr / --dask")

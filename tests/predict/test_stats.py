@@ -26,7 +26,9 @@ def _passes(array: np.ndarray, rows: int):
 def _measures(axes: tuple[str, ...] | None) -> list:
     member = MemberId("input")
     dims = None if axes is None else tuple(AxisId(a) for a in axes)
-    return [SampleQuantile(member_id=member, q=q, axes=dims) for q in (0.0, 0.01, 0.5, 0.998, 1.0)] + [
+    # clip's percentiles are inverted_cdf in bioimageio.core, scale_range's linear (issue 26, item 3)
+    return [SampleQuantile(member_id=member, q=q, axes=dims, method=method) for q in (0.0, 0.01, 0.35, 0.5, 0.998, 1.0)
+            for method in ("linear", "inverted_cdf")] + [
         SampleMean(member_id=member, axes=dims), SampleStd(member_id=member, axes=dims)]
 
 
