@@ -27,3 +27,13 @@ def os_error_line(err: OSError) -> str:
     }.get(type(err).__name__, "check the path and the disk")
     where = err.filename if err.filename is not None else "a file"
     return f"cannot use {where}: {reason}; {fix}"
+
+
+def refuse_non_finite(block: object, name: str) -> None:
+    """UserError naming ``name`` when the array ``block`` holds NaN or Inf: a network spreads them through its
+    convolutions and global attention, and the statistics of the normalization would be NaN."""
+    import numpy as np
+
+    if not np.isfinite(block).all():
+        raise UserError(f"{name}: contains NaN or Inf values; fix or mask them (e.g. replace them by the background) "
+                        "before training or prediction")

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, refuse_non_finite
 from .normalization import EPS
 from .streamed_stats import Moments, integer_low, quantiles
 
@@ -79,8 +79,7 @@ class LazyImage:
             return self._statistics[key]
         moments = Moments()
         for block in self._blocks():
-            if not np.isfinite(block).all():
-                raise UserError(f"{self.source.path}: contains NaN or Inf values; fix or remove the image")
+            refuse_non_finite(block, str(self.source.path))
             moments.add(block)
         if method == "zscore":
             result = (moments.mean, float(np.sqrt(moments.var)) + EPS)

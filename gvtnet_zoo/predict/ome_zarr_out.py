@@ -46,6 +46,11 @@ class OutputImage:
         """Beside the image, not in the progress folder, which --overwrite and the finish remove."""
         return Path(self.path + ".lock")
 
+    def remove(self) -> None:
+        """The image and its progress folder gone (a run that never finished, stopped by bad input)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.progress, ignore_errors=True)
+
     def create(self, plan_json: dict[str, Any]) -> None:
         """A new, empty level 0 and the progress folder with the plan."""
         import zarr

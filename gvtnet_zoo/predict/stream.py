@@ -207,12 +207,14 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         executor = DaskExecutor(dask, device, dask_workers, echo)
     start = clock.perf_counter()  # after the cluster's start-up (DaskExecutor reports it), as a user's rate
     locks: list[Path] = []
+    fresh: list[OutputImage] = []  # created by this run and not finished: removed if bad input stops the run
     try:
         locks = take_locks([image for job, _ in jobs for image in job.outputs.values()])
         for job, descr, times, state, resuming in plans:
             if not resuming:
                 for image in job.outputs.values():
                     image.create(state)
+                fresh = list(job.outputs.values())
             done = set.intersection(*(image.done() for image in job.outputs.values()))
             tiles = job.plan.tiles()
             todo = {t: [tile for tile in tiles if f"{t}-{tile.index}" not in done] for t in range(times)}
@@ -233,9 +235,14 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                         step.close()
             for image in job.outputs.values():
                 image.finish(Path(image.path).name)
+            fresh = []
             voxels += times * int(np.prod([a.size for a in job.plan.axes]))
     except KeyboardInterrupt:
         raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
+    except UserError:  # bad input found on the way (NaN, say): nothing half-written stays behind
+        for image in fresh:
+            image.remove()
+        raise
     finally:
         release_locks(locks)
         workers = executor.describe() if executor is not None else "1 process"

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..errors import refuse_non_finite
 from .ome_zarr_out import OutputImage
 from .plan import Tile, TilePlan
 from .volumes import VolumeSource, read_region
@@ -40,6 +41,7 @@ def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], ti
     sizes = {a.axis: a.size for a in job.plan.axes}
     clipped = {a: (start, min(stop, sizes[a])) for a, (start, stop) in region.items()}
     block = read_region(array, job.source, time, clipped, job.letters)
+    refuse_non_finite(block, job.source.name)  # before the statistics pass and every tile: nothing NaN is written
     pad = [(0, region[a][1] - clipped[a][1]) if a in region else (0, 0) for a in job.letters]
     return np.pad(block, pad, mode="symmetric") if any(p for _, p in pad) else block
 

@@ -280,3 +280,16 @@ def test_an_output_being_written_is_locked(packages: dict[str, Path], tmp_path: 
     assert sorted(p.name for p in lock.parent.iterdir()) == ["v.ome.zarr.lock"]  # nothing written or removed
     lock.unlink()
     assert main(args) == 0 and not lock.exists()  # a finished run leaves no lock behind
+
+
+def test_a_nan_voxel_is_refused_before_any_tile_is_written(packages: dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """One NaN would spread through the network (and make the streamed statistics NaN): refused in one line
+    (issue 26, item 4)."""
+    volume = _volume(1, (8, 100, 100))[0].astype(np.float32)
+    volume[4, 50, 50] = np.nan
+    source = _ome_zarr(tmp_path / "nan.ome.zarr", volume, "zyx", "0.5")
+    assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", TILE]) == 2
+    err = capsys.readouterr().err
+    assert "nan.ome.zarr: contains NaN or Inf values" in err and err.count("\n") == 1
+    assert list((tmp_path / "out").iterdir()) == []  # the half-made output, its progress and lock are gone
