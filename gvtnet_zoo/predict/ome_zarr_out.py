@@ -36,6 +36,7 @@ class OutputImage:
     scales: dict[str, float] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     ngff_version: str = "0.5"
+    translations: dict[str, float] = field(default_factory=dict)  # the first voxel's centre, physical units
 
     @property
     def progress(self) -> Path:
@@ -104,7 +105,8 @@ class OutputImage:
         for index in range(len(shapes)):
             factor = [2.0**index if a in "yx" else 1.0 for a in self.axes]
             scale = [self.scales.get(a, 1.0) * f for a, f in zip(self.axes, factor)]
-            translation = [(f - 1) / 2 * self.scales.get(a, 1.0) for a, f in zip(self.axes, factor)]
+            translation = [self.translations.get(a, 0.0) + (f - 1) / 2 * self.scales.get(a, 1.0)
+                           for a, f in zip(self.axes, factor)]
             datasets.append({"path": str(index), "coordinateTransformations": [
                 {"type": "scale", "scale": scale}, {"type": "translation", "translation": translation}]})
         axes = [{"name": a, "type": NGFF_TYPES[a], **({"unit": self.units[a]} if a in self.units else {})}

@@ -94,10 +94,15 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
         chunks = ([1] if "t" in source.axes else []) + [plan.chunks(output_id)[i] for i in keep]
         scales = {a.axis: source.scales.get(a.source, 1.0) / a.ratio for a in axes_plan if a.source}
         scales.update({"t": source.scales["t"]} if "t" in source.scales else {})
+        # the input's position carried; where the output's voxels are larger or smaller, their centres shift by half
+        # the difference (output voxel j covers input voxels j / ratio .. (j + 1) / ratio)
+        translations = {a.axis: source.translations.get(a.source, 0.0) + (scales[a.axis] - source.scales.get(a.source, 1.0)) / 2
+                        for a in axes_plan if a.source}
+        translations.update({"t": source.translations["t"]} if "t" in source.translations else {})
         folder = out_dir / output_id if several else out_dir
         images[output_id] = OutputImage(str(folder / output_name(Path(source.path))), axes, tuple(shape), tuple(chunks),
                                         scales, {a: u for a, u in source.units.items() if a in axes},
-                                        source.ngff_version or "0.5")
+                                        source.ngff_version or "0.5", translations)
     return images, dims
 
 

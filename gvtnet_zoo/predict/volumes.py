@@ -7,7 +7,7 @@ of receiving voxels from the client.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,6 +32,7 @@ class VolumeSource:
     chunks: tuple[int, ...] = ()
     scales: dict[str, float] = field(default_factory=dict)  # physical voxel size per axis letter
     units: dict[str, str] = field(default_factory=dict)
+    translations: dict[str, float] = field(default_factory=dict)  # physical position of the first voxel's centre
     ngff_version: Optional[str] = None  # "0.4" / "0.5" for OME-Zarr, None otherwise
 
     def open(self) -> Any:
@@ -98,11 +99,26 @@ def _open_zarr(path: Path, level: Optional[int], override: Optional[str]) -> Vol
         raise UserError(f"--level {chosen}: {path} has {len(datasets)} level(s), 0 to {len(datasets) - 1}")
     dataset = datasets[chosen]
     axes, units = _ngff_axes(entry, path) if not override else (override, {})
-    scales: dict[str, float] = {}
-    for transform in dataset.get("coordinateTransformations") or []:
-        if transform.get("type") == "scale":
-            scales = {a: float(s) for a, s in zip(axes, transform["scale"])}
-    return _source(path, "zarr", dataset["path"], root[dataset["path"]], axes, scales, units, version)
+    scales, translations = _placement(axes, dataset.get("coordinateTransformations"), entry.get("coordinateTransformations"))
+    source = _source(path, "zarr", dataset["path"], root[dataset["path"]], axes, scales, units, version)
+    return replace(source, translations=translations)
+
+
+def _placement(axes: str, level: Any, image: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """(scale, translation) per axis of a level in physical space: the level's transformations, then the
+    multiscale's own (NGFF applies the dataset's first): scale s_i s_d, translation s_i t_d + t_i."""
+    placed = []
+    for transforms in (level or [], image or []):
+        scale, shift = [1.0] * len(axes), [0.0] * len(axes)
+        for transform in transforms:
+            if transform.get("type") == "scale":
+                scale = [float(v) for v in transform["scale"]]
+            elif transform.get("type") == "translation":
+                shift = [float(v) for v in transform["translation"]]
+        placed.append((scale, shift))
+    (ds, dt), (ims, imt) = placed
+    return ({a: ds[i] * ims[i] for i, a in enumerate(axes)},
+            {a: ims[i] * dt[i] + imt[i] for i, a in enumerate(axes) if ims[i] * dt[i] + imt[i]})
 
 
 def _open_tiff(path: Path, override: Optional[str]) -> VolumeSource:

@@ -293,3 +293,25 @@ def test_a_nan_voxel_is_refused_before_any_tile_is_written(packages: dict[str, P
     err = capsys.readouterr().err
     assert "nan.ome.zarr: contains NaN or Inf values" in err and err.count("\n") == 1
     assert list((tmp_path / "out").iterdir()) == []  # the half-made output, its progress and lock are gone
+
+
+def test_the_output_keeps_the_inputs_position(packages: dict[str, Path], tmp_path: Path) -> None:
+    """Every coordinate transformation of the input (the level's translation and the multiscale's own) is
+    carried to the output's levels (issue 26, item 6)."""
+    volume = _volume(1, (8, 64, 64))[0]
+    path = tmp_path / "placed.ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    levels = [[{"type": "scale", "scale": [2.0, 0.5 * f, 0.5 * f]},
+               {"type": "translation", "translation": [10.0, 5.0 + 0.25 * (f - 1), 5.0 + 0.25 * (f - 1)]}] for f in (1, 2)]
+    write_image(volume, group, fmt=FormatV05(), axes="zyx", scale_factors=[2], axes_units={a: "micrometer" for a in "zyx"})
+    attrs = group.attrs.asdict()
+    entry = attrs["ome"]["multiscales"][0]
+    for dataset, transforms in zip(entry["datasets"], levels):
+        dataset["coordinateTransformations"] = transforms
+    entry["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 1.0, 1.0]},
+                                          {"type": "translation", "translation": [1.0, 0.0, 0.0]}]
+    group.attrs.update(attrs)
+    assert main(["predict", str(packages["3d"]), str(path), "--out", str(tmp_path / "out"), "--tile", TILE]) == 0
+    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "placed.ome.zarr")))()))
+    level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
+    assert level0["scale"][-3:] == [2.0, 0.5, 0.5] and level0["translation"][-3:] == [11.0, 5.0, 5.0]
