@@ -32,8 +32,8 @@ class VolumeSource:
     chunks: tuple[int, ...] = ()
     scales: dict[str, float] = field(default_factory=dict)  # physical voxel size per axis letter
     units: dict[str, str] = field(default_factory=dict)
-    translations: dict[str, float] = field(default_factory=dict)  # physical position of the first voxel's centre
     ngff_version: Optional[str] = None  # "0.4" / "0.5" for OME-Zarr, None otherwise
+    translations: dict[str, float] = field(default_factory=dict)  # physical position of the first voxel's centre
 
     def open(self) -> Any:
         """The array (Zarr, read-only); indexing reads only the chunks it touches."""
