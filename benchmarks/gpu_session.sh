@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU session (issue 27): the CUDA tests and the GPU benchmarks, each step under its own time
 # limit, results into $OUT. Run on a lent GPU machine from the repository root, with the wheels of
-# gvtnet-zoo's dependencies that the machine's image lacks in .gpu_wheels/ (made here with
-# `pip download --no-deps --only-binary=:all: --python-version 3.12 ...`; the machine has no network):
+# gvtnet-zoo's dependencies that the machine's image lacks in .gpu_wheels/ (benchmarks/gpu_wheels.txt says
+# how to download them here; the machine has no network; carry .gpu_wheels with the run):
 #
 #     bash benchmarks/gpu_session.sh            # OUT=results folder (default: gpu-out)
 #
