@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import UserError
 from .files import TIFF_AXES, is_zarr, to_model_axes
+from .tiff_meta import tiff_physical_sizes
 
 NGFF_AXIS_TYPES = {"time": "t", "channel": "c"}
 
@@ -128,11 +129,12 @@ def _open_tiff(path: Path, override: Optional[str]) -> VolumeSource:
         with tifffile.TiffFile(path) as tiff:
             series = tiff.series[0]
             letters = "".join(TIFF_AXES.get(a) or "?" for a in series.axes).replace("b", "t")  # Q: unknown
+            scales, units = tiff_physical_sizes(tiff)
         array = VolumeSource(str(path), "tiff").open()
     except Exception as err:  # noqa: BLE001
         raise UserError(f"cannot read {path} ({type(err).__name__}: {err}); replace or remove it") from None
     axes = override or (letters if "?" not in letters and len(set(letters)) == len(letters) else "")
-    return _source(path, "tiff", "", array, axes, {}, {}, None)
+    return _source(path, "tiff", "", array, axes, scales, units, None)
 
 
 def _source(path: Path, kind: str, dataset: str, array: Any, axes: str, scales: dict[str, float],
@@ -144,7 +146,8 @@ def _source(path: Path, kind: str, dataset: str, array: Any, axes: str, scales: 
         raise UserError(f"{path}: axes {axes or '(none)'!r} do not fit its {array.ndim} dimensions {array.shape}; "
                         "give --axes with one distinct letter of tczyx per dimension")
     return VolumeSource(str(path), kind, dataset, axes, tuple(array.shape), str(array.dtype), tuple(array.chunks),
-                        scales, units, version)
+                        {a: v for a, v in scales.items() if a in axes}, {a: u for a, u in units.items() if a in axes},
+                        version)
 
 
 def open_volume(path: Path, level: Optional[int] = None, axes: Optional[str] = None) -> VolumeSource:

@@ -315,3 +315,25 @@ def test_the_output_keeps_the_inputs_position(packages: dict[str, Path], tmp_pat
     node = next(iter(Reader(parse_url(str(tmp_path / "out" / "placed.ome.zarr")))()))
     level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
     assert level0["scale"][-3:] == [2.0, 0.5, 0.5] and level0["translation"][-3:] == [11.0, 5.0, 5.0]
+
+
+@pytest.mark.parametrize("kind", ["ome", "imagej"])
+def test_tiff_physical_sizes_reach_the_ome_zarr_output(packages: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    """OME-XML's PhysicalSizeX/Y/Z (a pyramidal OME-TIFF with sub-IFDs) and ImageJ's resolution and spacing
+    become the output's scale and units (issue 26, item 13)."""
+    volume = _volume(1, (8, 64, 64))[0]
+    path = tmp_path / ("v.ome.tif" if kind == "ome" else "v.tif")
+    if kind == "ome":
+        with tifffile.TiffWriter(path, ome=True) as tiff:
+            tiff.write(volume, subifds=1, metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                                                    "PhysicalSizeZ": 1.0})
+            tiff.write(volume[:, ::2, ::2], subfiletype=1)
+    else:
+        tifffile.imwrite(path, volume, imagej=True, resolution=(5.0, 5.0),
+                         metadata={"axes": "ZYX", "spacing": 1.0, "unit": "um"})
+    assert main(["predict", str(packages["3d"]), str(path), "--out", str(tmp_path / "out"), "--tile", TILE,
+                 "--out-format", "ome-zarr"]) == 0
+    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "v.ome.zarr")))()))
+    level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
+    assert level0["scale"][-3:] == pytest.approx([1.0, 0.2, 0.2])
+    assert [a.get("unit") for a in node.metadata["axes"][-3:]] == ["micrometer"] * 3
