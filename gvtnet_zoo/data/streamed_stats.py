@@ -1,11 +1,11 @@
 """Exact statistics of data read block by block: mean and variance from per-block moments (Chan et al.),
 quantiles as numpy and bioimageio.core compute them ('linear': the order statistics at ranks floor(q (n-1))
-and the next, interpolated; 'inverted_cdf': the one at rank ceil(q n) - 1). Integer data up to 16 bits count every value (one pass); other data are selected by radix: each value
-becomes an unsigned integer key of its bit pattern ordered as the values, and each pass counts the next 16
-bits of the keys that share the ranks' prefix so far. Every rank is exact after itemsize / 2 passes (float32:
-two, float64: four), however many values tie (a zero background, a fill value).
+and the next, interpolated; 'inverted_cdf': the one at rank ceil(q n) - 1). Integer data up to 16 bits
+count every value (one pass); other data are selected by radix: each value becomes an unsigned integer key
+of its bit pattern ordered as the values, and each pass counts the next 16 bits of the keys that share the
+ranks' prefix so far. Every rank is exact after itemsize / 2 passes (float32: two, float64: four), however
+many values tie (a zero background, a fill value).
 """
-
 from __future__ import annotations
 
 import math

@@ -99,10 +99,15 @@ def _file_fields(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _file_fields(item, f"{where}[{i}]")
 
 
+def package_root(source: Path) -> Path:
+    """The folder a package's relative paths start from: the package folder, or the rdf's or the zip's folder."""
+    return (source if source.is_dir() else source.parent).resolve()
+
+
 def files_outside(source: Path) -> list[str]:
     """'field: path' for each file the rdf names outside the package: absolute, with '..', or resolving
     (through links) out of the package folder. Remote URLs are trust.refuse_downloads' concern."""
-    root = (source if source.is_dir() else source.parent).resolve()
+    root = package_root(source)
     outside = []
     for field, path in _file_fields(rdf_content(source), ""):
         if "://" in path:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import PackageFailed
-from .publish import FAIL, Check, failed, format_checks, partner_checks, upload_checks
+from .publish import FAIL, Check, failed, format_checks, package_root, partner_checks, upload_checks
 from .zoo_test import formats_to_test, run_zoo_tests
 
 
@@ -48,7 +48,7 @@ def _inside(source: Path, item: Any) -> str:
     path = Path(str(getattr(item, "source", item)))
     if not path.is_absolute():
         return str(path)  # relative to the package's root, as the rdf names it
-    root = (source if source.is_dir() else source.parent).resolve()
+    root = package_root(source)
     return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path.resolve())
 
 

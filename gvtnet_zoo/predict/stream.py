@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from ..atomic import refuse_to_touch_inputs
 from ..data.io import image_stem
-from ..hashing import package_sha256
 from ..errors import UserError
+from ..hashing import package_sha256
 from ..progress import Progress, no_progress
 from .files import to_model_axes
 from .model import load_zoo_model

@@ -25,7 +25,7 @@ _FOOTER_SIZE = 48
 _BLOCK_TRAILER = 5  # compression type (1 byte) + masked CRC32C (4 bytes)
 # tensorflow/core/framework/types.proto
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64,
-           10: np.bool_, 14: np.uint16, 17: np.uint16, 19: np.float16, 22: np.uint32, 23: np.uint64}
+           10: np.bool_, 17: np.uint16, 19: np.float16, 22: np.uint32, 23: np.uint64}  # bfloat16 (14): refused
 
 
 @dataclass(frozen=True)
