@@ -34,9 +34,7 @@ from ..models.layout import channels_last_input, prefers_channels_last, to_chann
 from ..models.probe import probe
 from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
 from ..progress import Progress, no_progress
-
-Window = tuple[int, int, int, int]  # core start, core end, tile start, tile end (input voxels)
-
+from .plan import Window, axis_windows
 
 @contextmanager
 def _contexts(attentions: list[GlobalAttention], states: list[AttentionContext], collecting: int | None) -> Iterator[None]:
@@ -50,17 +48,6 @@ def _contexts(attentions: list[GlobalAttention], states: list[AttentionContext],
     finally:
         for attention in attentions:
             attention.context = None
-
-
-def core_windows(size: int, tile: int, halo: int, step: int, axis: str) -> list[Window]:
-    """Cores of ``tile - 2 halo`` (a multiple of ``step``) covering ``size``, each widened by the halo."""
-    if tile >= size:
-        return [(0, size, 0, size)]
-    core = (tile - 2 * halo) // step * step
-    if core < step:
-        raise UserError(f"--tile {tile} along {axis} leaves no room between the halos ({halo} each side); "
-                        f"use at least {2 * halo + step}")
-    return [(s, min(s + core, size), max(0, s - halo), min(size, s + core + halo)) for s in range(0, size, core)]
 
 
 @dataclass
@@ -126,20 +113,22 @@ class ContextNetwork:
             return self.network(self._input(block)).cpu().numpy()
 
     def predict(self, image: np.ndarray, tile: dict[str, int], name: str = "", global_context: bool = True,
-                progress: Progress = no_progress) -> np.ndarray:
+                progress: Progress = no_progress, windows: list[list[Window]] | None = None) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
         ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole, and
         so does the z of a 3D-to-2D projection model (its output is (B, C_out, Y, X)).
         ``global_context=False`` lets each tile attend to itself only (plain tiling, for comparison).
-        ``progress`` hears (done, total) tile passes, collecting passes included.
+        ``progress`` hears (done, total) tile passes, collecting passes included. ``windows``: per space axis, the
+        tile plan's (core start, core stop, tile start, tile stop) instead (predict/plan.py; the same windows).
         """
         step = self.spec.model.size_step()
         axes = "zyx"[3 - len(step):]
         kept = self.spec.model.output_dims  # the trailing axes the output keeps; the others stay whole
         dropped = axes[:len(axes) - kept]
-        windows = [core_windows(n, n if a in dropped else tile.get(a, n), h, s, a)
-                   for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
+        if windows is None:
+            windows = [axis_windows(n, n if a in dropped else min(n, tile.get(a, n) // s * s), h, s, a)
+                       for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
         passes = len(self.attentions) if global_context else 0
         contexts: list[AttentionContext] = []

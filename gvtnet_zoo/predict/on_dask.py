@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from tqdm import tqdm
 
 from ..errors import UserError
+from .halo_check import SeamCheck
 from .tile_step import StreamJob, TileStep
 
 _STEPS: dict[int, tuple[TileStep, threading.Lock]] = {}  # per worker process: the step of the current job
@@ -33,14 +34,17 @@ def _step(job: StreamJob) -> tuple[TileStep, threading.Lock]:
     return _STEPS[key]
 
 
-def _predict_task(job: StreamJob, time: int, tile: Any, stat: dict[Any, Any], contexts: Optional[list[Any]]) -> str:
+def _predict_task(job: StreamJob, time: int, tile: Any, stat: dict[Any, Any], contexts: Optional[list[Any]],
+                  keep: bool) -> Optional[Any]:
+    """Predict and write one tile; ``keep``: return its whole first output (the halo check's few tiles)."""
     step, lock = _step(job)
     with lock:
         blocks = step.predict(tile, time, stat, contexts)
+        kept = step.last_output if keep else None
     key = f"{time}-{tile.index}"
     for output_id, (place, block) in blocks.items():
         job.outputs[output_id].write(key, place, block)
-    return key
+    return kept
 
 
 def _collect_task(job: StreamJob, time: int, tile: Any, stat: dict[Any, Any], index: int, contexts: list[Any]) -> Any:
@@ -90,7 +94,9 @@ class DaskExecutor:
                        else futures[i] for i in range(0, len(futures), 2)]
         return futures[0]
 
-    def run(self, job: StreamJob, todo: dict[int, list[Any]], bar: tqdm, statistics: Callable[[int], Any]) -> None:
+    def run(self, job: StreamJob, todo: dict[int, list[Any]], bar: tqdm, statistics: Callable[[int], Any],
+            check: SeamCheck) -> None:
+        """Every time point's remaining tiles as tasks; ``check`` sees the first time point's few it wants."""
         from distributed import as_completed
 
         [shared] = self.client.scatter([job], broadcast=True)
@@ -106,9 +112,13 @@ class DaskExecutor:
                              for t in tiles]
                     contexts.append(self._tree_sum(parts))
                     bar.set_postfix_str(f"context {index + 1}")
-            futures = [self.client.submit(_predict_task, shared, point, tile, stat, contexts, pure=False) for tile in remaining]
+            first = point == min(todo)
+            futures = {self.client.submit(_predict_task, shared, point, tile, stat, contexts, first and check.wants(tile.index),
+                                          pure=False): tile for tile in remaining}
             for finished in as_completed(futures):
-                finished.result()  # a task's error stops the run here
+                kept = finished.result()  # a task's error stops the run here
+                if kept is not None:
+                    check.offer(futures[finished], kept)
                 bar.update()
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """``gvtnet-zoo predict``: any zoo package on files, the prediction pipeline created once for all of them.
 
 Modes: whole (the image at once, padded on the far side to a valid size and cropped back), tiled
-(blended tiles with the halo cropped, predict/tiling.py), global (gvtnet-zoo GVTNets only: the whole
+(the tile plan's cores, predict/tiled.py), global (gvtnet-zoo GVTNets only: the whole
 image's result in tiles, predict/global_context.py), or auto (whole when the image is small enough).
 """
 
@@ -28,7 +28,9 @@ from .overlap import BackgroundWriter, prefetched
 from .pixel_size import resample_factor
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tensors import axis_ids, axis_letters, channel_count, check_channels
-from .tiling import default_tile, package_halo, predict_blended, same_grid
+from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
+from .network_call import run_network
+from .tiled import plan_for_sample, predict_tiled, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
     from .global_context import ContextNetwork
@@ -36,7 +38,6 @@ if TYPE_CHECKING:  # torch: imported only when global context runs
 # Auto mode predicts an image whole when this many bytes per voxel fit in half the free memory of the
 # device: the CARE GVTNet peaked at ~1.3 kB per voxel on a 64x256x256 volume (benchmarks/results).
 BYTES_PER_VOXEL = 1600
-DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
 
 
 @dataclass
@@ -59,7 +60,7 @@ class PredictionSummary:
 
 
 def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
-    """The image at once, as test_model runs a model: no halo padding, valid size by mirroring, cropped back."""
+    """The image at once: normalized as given, mirrored up to a valid size, predicted, cropped back."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):  # format 0.4: sizes are the caller's business
@@ -68,8 +69,10 @@ def _predict_whole(pipeline: Any, model: ZooModel, sample: Any) -> Any:
     if larger:
         raise UserError(f"the image is larger than the model's fixed size along {larger}; predict it without --whole "
                         "(in tiles of the fixed size)")
+    pipeline.apply_preprocessing(sample)  # statistics of the image as given, not of its padding
     original = pad_to_valid(model.descr, sample)
-    result = pipeline.predict_sample_without_blocking(sample, skip_input_padding=True, skip_output_cropping=True)
+    result = run_network(pipeline, sample, model.weight_format)
+    pipeline.apply_postprocessing(result)
     return crop_outputs(model.descr, result, original)
 
 
@@ -89,19 +92,20 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
 
 def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str,
                    halo_override: dict[str, int], warn: Callable[[str], None], progress: Progress) -> Any:
-    """Blended tiles (predict/tiling.py), several inputs alike when they share one grid; otherwise
+    """The tile plan's tiles (predict/tiled.py), several inputs alike when they share one grid; otherwise
     bioimageio.core's blocks, each padded by the output halo, halos cropped when stitching. ``tile`` None:
     DEFAULT_TILE, grown where the halo needs it."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
-    original = pad_to_valid(model.descr, sample)
     halo = {**package_halo(model.descr), **halo_override}
     tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
+    halo = tiling_halo(model.descr, halo_override, tile)
     if same_grid(model.descr, sample):
-        result = predict_blended(pipeline, model.descr, sample, tile, halo, name, warn, progress)
-        return crop_outputs(model.descr, result, original)
+        plan = plan_for_sample(model.descr, sample, tile, halo)
+        return predict_tiled(pipeline, model.descr, sample, plan, name, model.weight_format, warn, progress)
+    original = pad_to_valid(model.descr, sample)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
         sample, ns=_tile_ns(model, tile, sample))
     last = None
@@ -120,17 +124,21 @@ def _processing_only(descr: Any) -> Iterator[Any]:
     yield SimpleNamespace(apply_preprocessing=procs.pre, apply_postprocessing=procs.post)
 
 
-def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", sample: Any, tile: dict[str, int],
-                    name: str, progress: Progress) -> Any:
-    """The package's own pre- and postprocessing on the whole sample; the network's forward by global context."""
+def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", sample: Any,
+                    tile: Optional[dict[str, int]], halo_override: dict[str, int], name: str, progress: Progress) -> Any:
+    """The package's own pre- and postprocessing on the whole sample (statistics of the image as given); the
+    network's forward by global context, over the tiles of the plan streamed prediction uses."""
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
 
     tensor, output = model.descr.inputs[0], model.descr.outputs[0]
-    original = pad_to_valid(model.descr, sample)
+    halo = context_halo(model.descr, network, halo_override)
+    tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
+    plan = plan_for_sample(model.descr, sample, tile, halo)
     pipeline.apply_preprocessing(sample)
+    original = pad_to_valid(model.descr, sample)
     image = sample.members[tensor.id].transpose(axis_ids(tensor)).data.to_numpy().astype(np.float32)
-    predicted = network.predict(image, tile, name, progress=progress)
+    predicted = network.predict(image, tile, name, progress=progress, windows=[a.windows() for a in plan.axes])
     result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=axis_ids(output))}, stat=sample.stat,
                     id=sample.id)
     pipeline.apply_postprocessing(result)
@@ -254,7 +262,8 @@ class Predictor:
         model = self.model
         sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
         if self.network is not None:
-            result = _predict_global(self.pipeline, model, self.network, sample, self.tile or DEFAULT_TILE, name, progress)
+            result = _predict_global(self.pipeline, model, self.network, sample, self.tile, self.halo, name,
+                                     progress)
         elif self.mode == "tile" or (self.mode == "auto" and (space > self.whole_limit
                                                               or exceeds_fixed_size(model.descr, sample))):
             result = _predict_tiled(self.pipeline, model, sample, self.tile, name, self.halo, self.warn, progress)

@@ -1,7 +1,8 @@
 """Image sizes against a model's: padding up to a valid size (mirroring the far side) and cropping outputs back.
 
 Parameterized axes take ``min + n * step``; a fixed-size axis takes its size, and larger images are tiled at it.
-Outputs sized by reference to an input are cropped back to what the unpadded input gives.
+Outputs that follow an input (sized by reference to it, or of a fixed size equal to a fixed input size along
+the same axis, as CAREamics exports) are cropped back to what the unpadded input gives.
 """
 
 from __future__ import annotations
@@ -19,6 +20,25 @@ def valid_size(axis: Any, size: int) -> int:
     if isinstance(axis.size, int):
         return max(axis.size, size)
     return size
+
+
+def input_axis_of(axis: Any, tensor: Any) -> Optional[tuple[str, float, int]]:
+    """(input axis id, output voxels per input voxel, size offset) when the output ``axis`` follows a space axis
+    of input ``tensor``: a size reference to it, or a fixed size matching a fixed input size along the same axis
+    id (an export that fixed both at its test image's size). None otherwise."""
+    from bioimageio.spec.model import v0_5
+
+    if axis.type != "space":
+        return None
+    inputs = {a.id: a for a in tensor.axes if a.type == "space"}
+    size = getattr(axis, "size", None)
+    if isinstance(size, v0_5.SizeReference) and size.tensor_id == tensor.id and size.axis_id in inputs:
+        return str(size.axis_id), inputs[size.axis_id].scale / axis.scale, size.offset
+    source = inputs.get(axis.id)
+    if isinstance(size, int) and source is not None and isinstance(source.size, int):
+        ratio = source.scale / axis.scale
+        return str(axis.id), ratio, size - math.floor(source.size * ratio)
+    return None
 
 
 def exceeds_fixed_size(descr: Any, sample: Any) -> Optional[str]:
@@ -44,16 +64,15 @@ def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
 
 def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -> Any:
     """Cut the outputs back to what the unpadded inputs give (outputs sized by reference to an input)."""
-    from bioimageio.spec.model import v0_5
-
-    inputs = {t.id: t for t in descr.inputs}
     for out in descr.outputs:
         crop = {}
         for axis in out.axes:
-            ref = getattr(axis, "size", None)
-            if isinstance(ref, v0_5.SizeReference) and ref.tensor_id in inputs:
-                ref_axis = next(a for a in inputs[ref.tensor_id].axes if a.id == ref.axis_id)
-                size = original[ref.tensor_id][ref.axis_id]
-                crop[axis.id] = slice(0, math.floor(size * ref_axis.scale / axis.scale) + ref.offset)
+            for tensor in descr.inputs:
+                source = input_axis_of(axis, tensor)
+                if source is not None:
+                    name, ratio, offset = source
+                    size = next(n for a, n in original[tensor.id].items() if str(a) == name)
+                    crop[axis.id] = slice(0, math.floor(size * ratio) + offset)
+                    break
         result.members[out.id] = result.members[out.id][crop]
     return result

@@ -28,10 +28,10 @@ from .run import PredictionSummary
 from .stats import streamed_statistics
 from .tensors import axis_ids, axis_letters, check_channels
 from .tile_step import StreamJob, TileStep, read_tile, stat_measures
-from .tiling import default_tile, package_halo
+from .halo_check import SeamCheck
+from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
 from .volumes import VolumeSource, open_volume
 
-DEFAULT_TILE = {"z": 64, "y": 256, "x": 256}
 IN_MEMORY_COPIES = 6
 
 
@@ -88,6 +88,10 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
         dims[output_id] = tuple(str(a.id) for a in output.axes)
         letters = _letters(output)
         axes_plan = plan.outputs[output_id]
+        unsized = [a.axis for a in axes_plan if a.size < 0]
+        if unsized:
+            raise UserError(f"the model's output axis {unsized[0]} is not sized by its input; "
+                            "predict this model without --out-format ome-zarr / --dask")
         keep = [i for i, letter in enumerate(letters) if letter != "b"]
         axes = ("t" if "t" in source.axes else "") + "".join(letters[i] for i in keep)
         shape = ([source.shape[source.axes.index("t")]] if "t" in source.axes else []) + [axes_plan[i].size for i in keep]
@@ -107,15 +111,18 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
 
 
 def statistics(job: StreamJob, descr: Any, array: Any, time: int) -> dict[Any, Any]:
-    """The sample statistics of one time point, from passes over the plan's cores (no halo: each voxel once)."""
+    """The sample statistics of one time point, from passes over the plan's cores within the image as given
+    (no halo, no padding: each voxel once)."""
     measures, _, _ = stat_measures(descr)
     if not measures:
         return {}
-    tiles = job.plan.tiles()
+    sizes = {a.axis: a.size for a in job.plan.axes}
+    regions = [{a: (start, min(stop, sizes[a])) for a, (start, stop) in tile.cores.items()} for tile in job.plan.tiles()]
+    regions = [r for r in regions if all(start < stop for start, stop in r.values())]
 
     def passes() -> Iterator[np.ndarray]:
-        for tile in tiles:
-            yield read_tile(job, array, tile.cores, time)
+        for region in regions:
+            yield read_tile(job, array, region, time)
 
     return streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
 
@@ -143,10 +150,9 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
         from .global_context import context_network_from_package
 
         network = context_network_from_package(descr, "cpu")
-        axes = "zyx"[3 - len(network.halo):]
-        halos = {a: max(h, halos.get(a, 0)) for a, h in zip(axes, network.halo)}
-        gvtos = len(network.attentions)
-    plan = plan_tiles(descr, sizes, tile or default_tile(descr, halos, DEFAULT_TILE), halos)
+        halos, gvtos = context_halo(descr, network, halo), len(network.attentions)
+    tile = tile or default_tile(descr, halos, DEFAULT_TILE)
+    plan = plan_tiles(descr, sizes, tile, halos if global_context else tiling_halo(descr, halo, tile))
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
@@ -162,11 +168,12 @@ def _job_json(job: StreamJob, time_points: int, model_sha256: str) -> dict[str, 
             "plan": job.plan.to_json()}
 
 
-def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm,
+def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm, check: SeamCheck,
               progress: Progress = no_progress) -> None:
     """Every time point's tiles in this process, in order; global context first sums each GVTO's context.
-    ``progress`` hears (tiles written, tiles to write) before each tile."""
+    ``progress`` hears (tiles written, tiles to write) before each tile; ``check`` sees the first time point's."""
     tiles = job.plan.tiles()
+    first = min(todo, default=0)
     for time, remaining in todo.items():
         stat = statistics(job, step.model.descr, step.array, time)
         contexts: Optional[list[Any]] = None
@@ -181,6 +188,8 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
             progress(bar.n, bar.total)
             for output_id, (place, block) in step.predict(tile, time, stat, contexts).items():
                 job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
+            if time == first and step.last_output is not None:
+                check.offer(tile, step.last_output)
             bar.update()
 
 
@@ -229,13 +238,15 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             if resuming:
                 echo(f"{job.source.name}: resuming, {times * len(tiles) - total} of {times * len(tiles)} tiles already written")
             with tqdm(total=total, desc=f"  {job.source.name}", unit="tile", leave=False) as bar:
+                check = SeamCheck(job.plan, job.source.name, echo)
                 if executor is not None:
                     array = job.source.open()
-                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time))
+                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time),
+                                 check)
                 else:
                     step = TileStep(job)
                     try:
-                        run_local(job, step, todo, bar, progress)
+                        run_local(job, step, todo, bar, check, progress)
                     finally:
                         step.close()
             for image in job.outputs.values():

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import refuse_non_finite
+from .network_call import run_network
 from .ome_zarr_out import OutputImage
 from .plan import Tile, TilePlan
 from .volumes import VolumeSource, read_region
@@ -79,6 +80,7 @@ class TileStep:
         self.array = job.source.open()
         self.pipeline: Any = None
         self.network: Any = None
+        self.last_output: Optional[np.ndarray] = None
         if job.global_context:
             from ..devices import choose_device
             from .global_context import context_network_from_package
@@ -114,7 +116,8 @@ class TileStep:
 
     def predict(self, tile: Tile, time: int, stat: dict[Any, Any],
                 contexts: Optional[list[Any]] = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
-        """Output id -> (where in the whole output, the core block), batch axis dropped."""
+        """Output id -> (where in the whole output, the core block), batch axis dropped. The first output of the
+        whole tile stays in ``last_output`` (the halo check)."""
         from bioimageio.core import Tensor
         from bioimageio.core.sample import Sample
 
@@ -124,15 +127,16 @@ class TileStep:
             predicted = self.network.predict_tile(self._network_input(sample), contexts)
             members = {output_id: Tensor.from_numpy(predicted, dims=self.job.output_dims[output_id])}
         else:
-            out = self.pipeline.predict_sample_without_blocking(sample, skip_preprocessing=True, skip_postprocessing=True,
-                                                                skip_input_padding=True, skip_output_cropping=True)
+            out = run_network(self.pipeline, sample, self.model.weight_format)
             members = {str(k): v for k, v in out.members.items()}
         result = Sample(members=members, stat=sample.stat, id=sample.id)
         for op in self.post:
             op(result)
         blocks = {}
-        for output_id, image in self.job.outputs.items():
+        for index, (output_id, image) in enumerate(self.job.outputs.items()):
             data = result.members[output_id].transpose(self.job.output_dims[output_id]).data.to_numpy()
+            if index == 0:
+                self.last_output = data
             local, place = self.job.plan.output_region(output_id, tile, data.shape)
             dims = self.job.output_dims[output_id]
             core = data[local]

@@ -12,7 +12,8 @@ import torch
 from gvtnet_zoo.cli import main
 from gvtnet_zoo.data.synthetic import synthetic_pair
 from gvtnet_zoo.errors import UserError
-from gvtnet_zoo.predict.global_context import ContextNetwork, core_windows
+from gvtnet_zoo.predict.global_context import ContextNetwork
+from gvtnet_zoo.predict.plan import axis_windows
 from gvtnet_zoo.spec_loading import load_spec
 
 from .test_predict import _foreign_package
@@ -84,14 +85,15 @@ def test_projection_models_keep_z_whole_and_match_the_whole_forward() -> None:
     assert np.abs(context.predict(image, tiles, global_context=False) - whole).max() > 1e-2 * np.ptp(whole)
 
 
-def test_core_windows_partition_the_axis_on_the_grid() -> None:
-    windows = core_windows(100, 64, 24, 4, "y")
+def test_plan_windows_partition_the_axis_on_the_grid() -> None:
+    windows = axis_windows(100, 64, 24, 4, "y")
     cores = [(a, b) for a, b, _, _ in windows]
     assert cores[0][0] == 0 and cores[-1][1] == 100 and all(b == c for (_, b), (c, _) in zip(cores, cores[1:]))
-    assert all(a % 4 == 0 and t0 % 4 == 0 and a - t0 <= 24 and t1 - b <= 24 for a, b, t0, t1 in windows)
-    assert core_windows(60, 64, 24, 4, "z") == [(0, 60, 0, 60)]
-    with pytest.raises(UserError, match="use at least 52"):
-        core_windows(100, 50, 24, 4, "x")
+    assert all(t1 - t0 == 64 and a % 4 == 0 and t0 % 4 == 0 for a, b, t0, t1 in windows)
+    assert all((a - t0 >= 24 or t0 == 0) and (t1 - b >= 24 or t1 == 100) for a, b, t0, t1 in windows)  # the halo
+    assert axis_windows(60, 64, 24, 4, "z") == [(0, 60, 0, 60)]
+    with pytest.raises(UserError, match="at least 52"):
+        axis_windows(100, 50, 24, 4, "x")
 
 
 def test_networks_without_gvtos_are_refused_with_the_reason() -> None:

@@ -185,8 +185,9 @@ def test_tiled_equals_whole_for_a_unet_away_from_the_border(denoise_2d: Path, tm
     np.testing.assert_allclose(tiled, whole, atol=1e-4 * np.abs(whole).max(), rtol=0)
 
 
-def test_blended_tiles_smooth_seams_of_models_without_a_halo(tmp_path: Path) -> None:
-    """A halo-less foreign model (5x5 conv, zero padding) tiled: the blend keeps seams close to the whole result."""
+def test_tiles_of_models_without_a_halo_keep_a_default_one(tmp_path: Path) -> None:
+    """A halo-less foreign model (5x5 conv, zero padding) in tiles of 64: each keeps 8 voxels each side for the
+    halo its package does not state, more than the convolution's reach, so no seams remain."""
     package, x, _ = _foreign_package(tmp_path, weight_format="torchscript", crop=False)
     big = np.random.default_rng(3).normal(3, 2, size=(200, 184)).astype(np.float32)
     tifffile.imwrite(tmp_path / "big.tif", big)
@@ -195,8 +196,7 @@ def test_blended_tiles_smooth_seams_of_models_without_a_halo(tmp_path: Path) -> 
                  "--tile", "64,64"]) == 0
     whole, tiled = tifffile.imread(tmp_path / "w" / "big.tif"), tifffile.imread(tmp_path / "t" / "big.tif")
     assert whole.shape == tiled.shape
-    difference = np.abs(whole - tiled)
-    assert difference.max() < 0.05 and difference.mean() < 1e-3  # zero-padded tile borders are down-weighted
+    np.testing.assert_allclose(tiled, whole, atol=1e-5 * np.ptp(whole), rtol=0)
 
 
 def test_torchrun_shards_files_across_processes(packages: dict[str, Path], tmp_path: Path) -> None:
