@@ -75,10 +75,13 @@ def tiling_halo(descr: Any, override: dict[str, int], tile: dict[str, int]) -> d
     """The halo per input axis: ``--halo``'s, else the package's; along a tiled axis where both are silent, 1/8 of
     the tile, so the seams of a network whose reach its package does not state are cut away (tiles overlap and
     each keeps its core) rather than left in; the halo check says when even that is too little."""
+    from .plan import grid_step, valid_tile
+
     halos = {**package_halo(descr), **override}
     for axis in descr.inputs[0].axes:
         name = str(axis.id)
         if axis.type == "space" and name in tile and name not in override and not halos.get(name):
-            length = axis.size if isinstance(axis.size, int) else tile[name]  # a fixed size is the tile
-            halos[name] = length // UNDECLARED_HALO_SHARE
+            length, step = valid_tile(axis, tile[name], tile[name]), grid_step(axis)
+            wanted = math.ceil(length / UNDECLARED_HALO_SHARE / step) * step
+            halos[name] = min(wanted, (length - step) // 2 // step * step)  # never more than leaves a core
     return halos

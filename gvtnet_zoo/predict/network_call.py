@@ -17,6 +17,7 @@ def run_network(pipeline: Any, sample: Any, weights: str) -> Any:
         raise
     except Exception as err:  # noqa: BLE001 - every runtime has its own exception types
         shapes = ", ".join(f"{k} {dict(v.sizes)}" for k, v in sample.members.items())
-        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1][:300] if lines else type(err).__name__  # TorchScript puts its own traceback first
         raise UserError(f"the {weights} weights failed on an input of {shapes}: {reason}; predict with other "
                         "--weight-format, other --tile sizes, or --whole") from None

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ..errors import UserError
-from .sizes import input_axis_of, valid_size
+from .sizes import fixed_grid, input_axis_of, valid_size
 
 Window = tuple[int, int, int, int]  # core start, core stop, tile start, tile stop (input voxels)
 
@@ -45,8 +45,9 @@ def valid_tile(axis: Any, wanted: int, size: int) -> int:
 
 
 def grid_step(axis: Any) -> int:
-    """Tiles start on multiples of this: the down-sampling grid of a parameterized axis; any voxel for a fixed one."""
-    return 1 if isinstance(axis.size, int) else axis.size.step
+    """Tiles start on multiples of this: the down-sampling grid of a parameterized axis (sizes.fixed_grid for a
+    fixed one)."""
+    return fixed_grid(axis.size) if isinstance(axis.size, int) else axis.size.step
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,26 @@ import math
 from typing import Any, Optional
 
 
+def fixed_grid(size: int) -> int:
+    """The grid tiles of a fixed-size axis start on: the largest power of two dividing ``size``, at most 16 and a
+    quarter of it. A package states no down-sampling step for a fixed size, but a U-Net exported at it (CAREamics
+    exports 64 or 128) pools on such a grid; tiles off it would see their pooling windows shifted."""
+    step = 1
+    while size % (step * 2) == 0 and step * 2 <= min(16, max(1, size // 4)):
+        step *= 2
+    return step
+
+
 def valid_size(axis: Any, size: int) -> int:
-    """The smallest valid size >= ``size`` for a 0.5 input axis; a fixed size is the least (tiles cover more)."""
+    """The smallest valid size >= ``size`` for a 0.5 input axis; for a fixed size, itself or more (tiles of it
+    cover the image, their starts on its grid)."""
     from bioimageio.spec.model import v0_5
 
     if isinstance(axis.size, v0_5.ParameterizedSize):
         return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
     if isinstance(axis.size, int):
-        return max(axis.size, size)
+        step = fixed_grid(axis.size)
+        return axis.size + max(0, math.ceil((size - axis.size) / step) * step)
     return size
 
 

@@ -58,10 +58,14 @@ def _format_04_package(tmp: Path) -> Path:
     return tmp / "rdf.yaml"
 
 
-def _reference(image: np.ndarray) -> np.ndarray:
-    """The network applied to the whole image at once, in PyTorch (zero padding at the borders)."""
+def _reference(image: np.ndarray, grid: int = 1) -> np.ndarray:
+    """The network applied to the whole image at once, in PyTorch (zero padding at the borders), the image first
+    mirrored on its far side up to a multiple of ``grid`` beyond a fixed size of 64 (as tiles of 64 see it)."""
+    padded = [64 + -(-(s - 64) // grid) * grid if s > 64 else s for s in image.shape]
+    mirrored = np.pad(image, [(0, p - s) for s, p in zip(image.shape, padded)], mode="symmetric")
     with torch.no_grad():
-        return _conv()(torch.from_numpy(image[None, None].astype(np.float32))).numpy()[0]
+        out = _conv()(torch.from_numpy(mirrored[None, None].astype(np.float32))).numpy()[0]
+    return out[(slice(None), *[slice(0, s) for s in image.shape])]
 
 
 def _predict(model: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) -> np.ndarray:
@@ -83,8 +87,8 @@ def test_fixed_size_models_are_tiled_over_larger_images(tmp_path: Path, shape: t
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     package = _fixed_size_package(tmp_path)
     image = np.random.default_rng(2).normal(size=shape).astype(np.float32)
-    produced = _predict(package, image, tmp_path, "big")  # auto: tiles of the fixed size
-    expected = _reference(image)
+    produced = _predict(package, image, tmp_path, "big")  # auto: tiles of the fixed size, starts on its grid of 16
+    expected = _reference(image, grid=16)
     assert produced.shape == expected.shape == (1, *shape)
     # a halo (8) wider than the network's reach (2): the tiles agree with the whole image everywhere
     np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)
@@ -180,16 +184,16 @@ def test_a_halo_too_small_is_measured_once_and_override_removes_the_seams(tmp_pa
 
 def test_fixed_size_without_a_halo_is_tiled_with_the_default_halo_and_equals_the_whole_image(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No halo declared: tiles of the fixed 64 keep 8 voxels each side, more than the 5 x 5 convolution's reach
-    of 2, so the result is the whole image's (the convolution's own zero padding at the image border), and the
-    seam check is quiet."""
+    """No halo declared: tiles of the fixed 64 keep 16 voxels each side (1/8 of it, rounded up to the grid of 16
+    their starts keep), more than the 5 x 5 convolution's reach of 2, so the result is the whole image's (mirrored
+    up to 128 on the far side, as the tiles see it), and the seam check is quiet."""
     x = np.random.default_rng(10).normal(size=(1, 1, 64, 64)).astype(np.float32)
     package = single_io_package(tmp_path, _conv(), x, size=64, name="no-halo-fixed")
     image = np.random.default_rng(11).normal(size=(120, 120)).astype(np.float32)
     capsys.readouterr()
     produced = _predict(package, image, tmp_path, "img")[0]
     assert "warning:" not in capsys.readouterr().out
-    np.testing.assert_allclose(produced, _reference(image)[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(produced, _reference(image, grid=16)[0], atol=1e-5, rtol=0)
 
 
 def test_fixed_size_3d_inputs_are_tiled_in_z_y_and_x(tmp_path: Path) -> None:
@@ -199,8 +203,9 @@ def test_fixed_size_3d_inputs_are_tiled_in_z_y_and_x(tmp_path: Path) -> None:
     package = single_io_package(tmp_path, net, x, size=32, halo=4, name="fixed-3d", space="zyx")
     image = np.random.default_rng(13).normal(size=(40, 70, 50)).astype(np.float32)
     produced = _predict(package, image, tmp_path, "vol")
+    mirrored = np.pad(image, [(0, 0), (0, 2), (0, 6)], mode="symmetric")  # up to 32 + a multiple of its grid of 8
     with torch.no_grad():
-        expected = net.eval()(torch.from_numpy(image[None, None])).numpy()[0]
+        expected = net.eval()(torch.from_numpy(mirrored[None, None])).numpy()[0][:, :, :70, :50]
     assert produced.shape == (1, 40, 70, 50)
     np.testing.assert_allclose(produced, expected, atol=1e-5, rtol=0)
 
