@@ -8,6 +8,8 @@ streamed pass over the volume, which also refuses NaN and Inf (data/streamed_sta
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +20,21 @@ from .normalization import EPS
 from .streamed_stats import Moments, integer_low, quantiles
 
 PREVIEW_PATCHES = 4  # validation images of Zarr data: a central crop of this many patches per axis
+BLOCK_VOXELS = 1 << 24  # statistics passes read blocks of at most this many voxels (64 MiB as float32)
+
+
+def block_shape(shape: tuple[int, ...], chunks: tuple[int, ...] | None, budget: int | None = None) -> tuple[int, ...]:
+    """Blocks that tile ``shape``: whole chunks along every axis, at most ``budget`` voxels (BLOCK_VOXELS) unless
+    one chunk is larger. The axis with the most chunks per block is halved first."""
+    budget = budget or BLOCK_VOXELS
+    grain = list(chunks or (1,) * len(shape))
+    block = list(shape)
+    while math.prod(block) > budget:
+        k = max(range(len(block)), key=lambda i: block[i] / grain[i])
+        if block[k] <= grain[k]:
+            break
+        block[k] = max(grain[k], block[k] // 2 // grain[k] * grain[k])
+    return tuple(block)
 
 
 class LazyImage:
@@ -62,9 +79,10 @@ class LazyImage:
         return block if dtype is None else block.astype(dtype)
 
     def _blocks(self) -> Iterator[np.ndarray]:
-        rows = max(1, self.source.chunks[self.source.axes.index(self.axes[0])] if self.source.chunks else 1)
-        for start in range(0, self.shape[0], rows):
-            yield self[(slice(start, start + rows),)]
+        chunks = tuple(self.source.chunks[self.source.axes.index(a)] for a in self.axes) if self.source.chunks else None
+        block = block_shape(self.shape, chunks)
+        for corner in itertools.product(*[range(0, n, b) for n, b in zip(self.shape, block)]):
+            yield self[tuple(slice(c, c + b) for c, b in zip(corner, block))]
 
     def normalized(self, method: str, percentiles: tuple[float, float]) -> "LazyImage":
         """The same image, normalized as data/normalization.normalize would normalize it whole."""

@@ -85,8 +85,27 @@ def test_training_reads_zarr_volumes_patch_by_patch(tmp_path: Path, monkeypatch:
         return block
 
     monkeypatch.setattr(lazy.LazyImage, "__getitem__", counted)
+    monkeypatch.setattr(lazy, "BLOCK_VOXELS", 12 * 80 * 80)  # statistics in blocks smaller than a volume
     args = ["train", "demo-gvtnet-care-denoise-3d", "--data", str(data), "--out", str(tmp_path / "run")]
     assert main(args + [f"--set={s}" for s in PACKAGE_RUN + TINY_3D]) == 0
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
     patches = [r for r in reads if r == (8, 32, 32)]
     assert patches and max(int(np.prod(r)) for r in reads) < 12 * 150 * 80  # never a whole volume at once
+
+
+def test_statistics_read_blocks_bounded_over_every_axis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Zarr of (64, 256, 256) in chunks of (64, 32, 32): the statistics pass reads whole chunks in blocks of at
+    most the budget, split along y and x too (once read as one block along z), and finds the in-memory values."""
+    from gvtnet_zoo.predict.volumes import open_volume
+
+    data = np.random.default_rng(3).integers(0, 4000, (64, 256, 256)).astype(np.uint16)
+    zarr.create_array(str(tmp_path / "v.zarr"), data=data, chunks=(64, 32, 32))
+    monkeypatch.setattr(lazy, "BLOCK_VOXELS", 64 * 32 * 64)
+    image = lazy.LazyImage(open_volume(tmp_path / "v.zarr"))
+    shapes = [block.shape for block in image._blocks()]
+    assert all(np.prod(s) <= 64 * 32 * 64 and s[1] % 32 == 0 and s[2] % 32 == 0 for s in shapes)
+    assert sum(np.prod(s) for s in shapes) == data.size and len(shapes) == 256 * 256 // (32 * 64)
+    offset, divisor = image.measure("percentile", (1.0, 99.8))
+    low, high = np.quantile(data.astype(np.float32), [0.01, 0.998], method="linear")
+    assert offset == pytest.approx(low) and divisor == pytest.approx(high - low, rel=1e-6)
+    assert lazy.block_shape((64, 256, 256), (64, 32, 32), 1) == (64, 32, 32)  # never below one chunk
