@@ -45,8 +45,8 @@ def output_name(source: Path) -> str:
 
 
 def fits_in_memory(voxels: int, free_bytes: int) -> bool:
-    """Whether predicting ``voxels`` in memory (float32 input, padded copy, blend sums and weights, output:
-    IN_MEMORY_COPIES copies) takes at most half of ``free_bytes``."""
+    """Whether predicting ``voxels`` in memory (float32 input, its normalized and padded copies, the output and
+    the reader's buffer: IN_MEMORY_COPIES copies) takes at most half of ``free_bytes``."""
     return voxels * 4 * IN_MEMORY_COPIES <= free_bytes // 2
 
 

@@ -56,8 +56,7 @@ def test_ome_zarr_with_t_and_c_streams_to_ngff_equal_to_the_tiff_prediction(pack
                                                                             version: str) -> None:
     volume = _volume(2, (12, 110, 100))
     source = _ome_zarr(tmp_path / "in.ome.zarr", volume[:, None], "tczyx", version)
-    # global context in both paths: a GVTNet's plain tiles see only themselves, and the in-memory tiler's and the
-    # streamed plan's tiles are not yet one plan (issue 26), so only the whole-image result is the same in both
+    # global context in both paths (plain tiles are compared in test_one_plan.py and below)
     assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", TILE,
                  "--global-context"]) == 0
     out = tmp_path / "out" / "in.ome.zarr"
@@ -337,3 +336,35 @@ def test_tiff_physical_sizes_reach_the_ome_zarr_output(packages: dict[str, Path]
     level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
     assert level0["scale"][-3:] == pytest.approx([1.0, 0.2, 0.2])
     assert [a.get("unit") for a in node.metadata["axes"][-3:]] == ["micrometer"] * 3
+
+
+def _sharded_ome_zarr(path: Path, data: np.ndarray, chunks: tuple[int, ...], shards: tuple[int, ...] | None) -> Path:
+    """An NGFF 0.5 image written as other writers do (bioio-ome-zarr shards its arrays), with zarr's own API."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.5, 0.5]}]}]}]}
+    group.create_array("0", data=data, chunks=chunks, shards=shards)
+    return path
+
+
+@pytest.mark.parametrize("dtype, chunks, shards, shape", [
+    ("uint8", (8, 32, 32), (16, 64, 64), (30, 97, 83)),  # sharded, sizes no multiple of tile, chunk or shard
+    ("uint16", (5, 50, 20), None, (23, 101, 77)),
+    ("float32", (30, 16, 128), (30, 32, 128), (30, 90, 100)),  # a zero background under half the volume
+])
+def test_third_party_volumes_stream_to_the_in_memory_result(packages: dict[str, Path], tmp_path: Path, dtype: str,
+                                                            chunks: tuple[int, ...], shards: tuple[int, ...] | None,
+                                                            shape: tuple[int, ...]) -> None:
+    """Streamed tiles and in-memory tiles are one plan: the same statistics and the same tiles (a GVTNet's plain
+    tiles, which see only themselves) give the same result, whatever the store's chunks, shards and dtype."""
+    volume = _volume(1, shape, seed=13)[0].astype(np.float32) / 257
+    if dtype == "float32":
+        volume[:, : shape[1] // 2] = 0.0
+    volume = volume.astype(dtype)
+    source = _sharded_ome_zarr(tmp_path / "v.ome.zarr", volume, chunks, shards)
+    tile = TILE
+    assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", tile]) == 0
+    streamed = zarr.open_group(str(tmp_path / "out" / "v.ome.zarr"), mode="r")["0"][:]
+    reference = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--tile", tile])[0]
+    np.testing.assert_allclose(np.squeeze(streamed), np.squeeze(reference), atol=1e-6 * float(np.ptp(reference)), rtol=0)
