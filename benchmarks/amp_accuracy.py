@@ -27,10 +27,10 @@ from scipy.stats import ttest_ind
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import emit  # noqa: E402
 
-from gvtnet_zoo.data.io import read_image  # noqa: E402
 from gvtnet_zoo.data.normalization import normalize_input  # noqa: E402
 from gvtnet_zoo.data.samples import prepare_denoise_3d  # noqa: E402
 from gvtnet_zoo.evaluate.metrics import scores  # noqa: E402
+from gvtnet_zoo.image_io.images import read_image  # noqa: E402
 from gvtnet_zoo.models import build_model  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
 from gvtnet_zoo.train.checkpoint import load_checkpoint  # noqa: E402

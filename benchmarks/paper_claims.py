@@ -27,12 +27,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import emit  # noqa: E402
 
-from gvtnet_zoo.data.io import read_image, write_tiff  # noqa: E402
 from gvtnet_zoo.data.samples import CREDITS, prepare_denoise_3d, prepare_label_free_2d  # noqa: E402
 from gvtnet_zoo.evaluate.metrics import scores  # noqa: E402
 from gvtnet_zoo.evaluate.report import comparison_table, score_folder  # noqa: E402
 from gvtnet_zoo.export.package import package_run  # noqa: E402
 from gvtnet_zoo.figures import pyplot, save_figure  # noqa: E402
+from gvtnet_zoo.image_io.images import read_image, write_tiff  # noqa: E402
 from gvtnet_zoo.predict.run import predict_files  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
 from gvtnet_zoo.train.trainer import train  # noqa: E402

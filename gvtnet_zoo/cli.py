@@ -110,7 +110,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def streamed(args: argparse.Namespace) -> bool:
     """Zarr inputs, an OME-Zarr output or a Dask cluster: tiles streamed from and to disk."""
-    from .predict.files import collect_inputs, is_zarr
+    from .image_io.files import collect_inputs, is_zarr
 
     if args.dask_workers is not None and args.dask is None:
         args.dask = "local"
@@ -126,8 +126,7 @@ def streamed(args: argparse.Namespace) -> bool:
         return True
     if args.whole:
         return False
-    from .predict.run import free_memory_bytes
-    from .predict.stream import too_large_for_memory
+    from .predict.memory import free_memory_bytes, too_large_for_memory
 
     large = too_large_for_memory(inputs, free_memory_bytes(["cpu"]))
     if large:  # auto and tiles: never read whole what does not fit
@@ -137,7 +136,7 @@ def streamed(args: argparse.Namespace) -> bool:
 
 
 def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
-    from .predict.files import collect_inputs
+    from .image_io.files import collect_inputs
     from .predict.run import parse_tile
     from .predict.stream import predict_volumes
 

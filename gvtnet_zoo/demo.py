@@ -19,12 +19,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from .atomic import write_text_atomically
-from .data.io import read_image
 from .data.samples import CREDITS, prepare_label_free_2d
 from .evaluate.metrics import METRICS
 from .evaluate.report import evaluate
 from .export.package import package_run
 from .figures import save_panels
+from .image_io.images import read_image
 from .models import build_model, count_parameters
 from .models.reference import PAPER_MODELS
 from .predict.run import predict_files

@@ -130,11 +130,14 @@ def test_predict_never_writes_over_its_input(packages: dict[str, Path], tmp_path
     write_image(volume, zarr.open_group(str(store), mode="w", zarr_format=3), fmt=FormatV05(), axes="zyx")
     files = lambda: {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()}  # noqa: E731
     before = files()
-    for out in (tmp_path, store, store / "inside"):
+    for out in (store, store / "inside"):
         assert main(["predict", str(packages["3d"]), str(store), "--out", str(out), "--overwrite"]) == 2
         err = capsys.readouterr().err
         assert "no input is written over" in err and err.count("\n") == 1
     assert files() == before and len(before) > 2
+    # beside the input, a streamed output has a name of its own: a.pred.ome.zarr, the input untouched
+    assert main(["predict", str(packages["3d"]), str(store), "--out", str(tmp_path), "--tile", "64,72,72"]) == 0
+    assert (tmp_path / "a.pred.ome.zarr" / "zarr.json").is_file() and files() == before
     image = tmp_path / "b.tif"
     tifffile.imwrite(image, volume[0].astype(np.float32))
     assert main(["predict", str(packages["2d"]), str(image), "--out", str(tmp_path), "--overwrite"]) == 2

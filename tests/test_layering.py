@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import gvtnet_zoo
 
 PACKAGE = Path(gvtnet_zoo.__file__).parent
@@ -20,10 +22,36 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
-def test_predict_imports_neither_train_nor_export() -> None:
-    for path in sorted((PACKAGE / "predict").glob("*.py")):
-        bad = {m for m in _imported(path) if m.split(".")[0] in ("train", "export")}
-        assert not bad, f"{path.name} imports {sorted(bad)}"
+# what each layer may not import (gvtnet_zoo's top-level modules, errors.py, atomic.py and the like, are below all)
+FORBIDDEN = {
+    "image_io": {"data", "predict", "train", "export", "evaluate", "models", "nn", "napari", "tf_import"},
+    "nn": {"image_io", "data", "predict", "train", "export", "evaluate", "models", "napari", "tf_import"},
+    "models": {"image_io", "data", "predict", "train", "export", "evaluate", "napari", "tf_import"},
+    "data": {"predict", "train", "export", "evaluate", "napari", "tf_import"},
+    "predict": {"train", "export", "evaluate", "napari", "tf_import"},
+    "evaluate": {"train", "export", "napari", "tf_import"},
+}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
+    """Reading and writing images (image_io) is below data and predict, which are below train and export."""
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        bad = {m for m in _imported(path) if m.split(".")[0] in FORBIDDEN[layer]}
+        assert not bad, f"{layer}/{path.name} imports {sorted(bad)}"
+
+
+def test_file_formats_are_parsed_only_in_image_io() -> None:
+    """tifffile, zarr and ome-zarr are imported by image_io alone (and by the memory check's TIFF header read)."""
+    allowed = {"image_io", "napari"}
+    for path in PACKAGE.rglob("*.py"):
+        part = path.relative_to(PACKAGE).parts[0]
+        modules = {a.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Import) for a in node.names}
+        modules |= {node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+        if part not in allowed:
+            assert not modules & {"zarr", "ome_zarr"}, f"{path} parses Zarr itself"
 
 
 def test_devices_and_halo_live_in_one_place() -> None:
@@ -44,6 +72,7 @@ def test_the_core_never_imports_qt_or_napari() -> None:
     """The GUI is an optional extra: only gvtnet_zoo/napari may import it, and the core install does not need it."""
     import subprocess
     import sys
+
     import tomllib
 
     for path in PACKAGE.rglob("*.py"):

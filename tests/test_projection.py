@@ -73,7 +73,7 @@ def test_projection_trains_packages_with_z_dropped_and_predicts_2d(tmp_path: Pat
     # streamed to OME-Zarr in tiles with global context: z stays whole in each, the 2D output is the whole prediction
     assert main(["predict", str(package), str(tmp_path / "deep.tif"), "--out", str(tmp_path / "zarr"),
                  "--out-format", "ome-zarr", "--tile", "32,256,240", "--global-context"]) == 0
-    streamed = zarr.open_group(str(tmp_path / "zarr" / "deep.ome.zarr"), mode="r")["0"][:]
+    streamed = zarr.open_group(str(tmp_path / "zarr" / "deep.pred.ome.zarr"), mode="r")["0"][:]
     assert streamed.shape == (1, 304, 240)
     np.testing.assert_allclose(streamed, whole, atol=1e-4 * np.ptp(whole), rtol=0)
     truth = tmp_path / "truth"

@@ -122,6 +122,6 @@ class LazyImage:
 
 def open_lazy(path: Path) -> LazyImage:
     """An OME-Zarr image (full resolution) or Zarr array as a training image."""
-    from ..predict.volumes import open_volume
+    from ..image_io.volumes import open_volume
 
     return LazyImage(open_volume(path))

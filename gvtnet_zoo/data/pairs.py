@@ -15,8 +15,8 @@ import numpy as np
 
 from ..config import Spec
 from ..errors import UserError
-from ..predict.files import is_zarr
-from .io import image_stem, is_image_file, read_image
+from ..image_io.files import is_zarr
+from ..image_io.images import image_stem, is_image_file, read_image
 from .lazy import LazyImage, open_lazy
 from .normalization import whole_image_method
 from .resample import resize_yx

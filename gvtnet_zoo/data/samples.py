@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 
 from ..errors import UserError
-from .io import write_tiff
+from ..image_io.images import write_tiff
 from .synthetic import poisson_gaussian
 
 SCRATCH_ASSAY = ("ndev_sampledata", "samples/scratch-assay-labeled-10T-2Ch.tiff")

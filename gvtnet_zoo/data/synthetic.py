@@ -19,7 +19,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import UserError
-from .io import write_tiff
+from ..image_io.images import write_tiff
 
 Task = Literal["denoise", "label-free", "projection"]
 TASKS: tuple[str, ...] = ("denoise", "label-free", "projection")

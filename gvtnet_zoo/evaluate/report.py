@@ -10,9 +10,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..atomic import atomic_path, refuse_to_replace
-from ..data.io import image_stem, is_image_file, read_image
 from ..errors import UserError
 from ..figures import pyplot, save_figure
+from ..image_io.images import image_stem, is_image_file, read_image
 from .metrics import HIGHER_IS_BETTER, METRICS, NonFinite, scores, ssim_window
 
 

@@ -22,9 +22,9 @@ from torch import nn
 from .. import __version__
 from ..atomic import refuse_to_replace
 from ..config import DataConfig, Spec
-from ..data.io import read_image, write_tiff
 from ..data.normalization import normalize_input
 from ..errors import PackageFailed, UserError
+from ..image_io.images import read_image, write_tiff
 from ..models import build_model, count_parameters
 from ..models.halo import tiling_halo
 from ..spec_loading import load_spec

@@ -184,8 +184,7 @@ def _in_memory(layer: Any) -> np.ndarray:
     """A layer's (first level's) voxels; lazy data without a file only when it fits in memory."""
     data = layer.data[0] if layer.multiscale else layer.data
     if not isinstance(data, np.ndarray):
-        from ..predict.run import free_memory_bytes
-        from ..predict.stream import fits_in_memory
+        from ..predict.memory import fits_in_memory, free_memory_bytes
 
         if not fits_in_memory(int(np.prod(data.shape)), free_memory_bytes(["cpu"])):
             raise UserError(f"layer {layer.name!r} is lazy, too large for memory, and napari knows no file it was "
@@ -223,7 +222,7 @@ def _lazy_layer(path: Path, layer: Any) -> tuple[Any, dict[str, Any]]:
     import dask.array as da
     import zarr
 
-    from ..predict.volumes import multiscales
+    from ..image_io.volumes import multiscales
 
     group = zarr.open_group(str(path), mode="r")
     entry, _ = multiscales(group.attrs.asdict())

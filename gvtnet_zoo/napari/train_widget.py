@@ -203,7 +203,7 @@ def _write_pairs(layers: list[tuple[Any, Any, bool]], folders: tuple[Path, Path]
     """Each pair as source/NAME.tif and target/NAME.tif; a stack as NAME_tNNN.tif, one pair per image."""
     import numpy as np
 
-    from ..data.io import write_tiff
+    from ..image_io.images import write_tiff
 
     for (source, target, stack), folder in zip(layers, folders):
         name = _layer_file(source.name)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import torch
-from torch.nn import functional as F
 from torch import nn
+from torch.nn import functional as F
 
 KernelSize = Union[int, Sequence[int]]
 

@@ -36,6 +36,7 @@ from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
 from ..progress import Progress, no_progress
 from .plan import Window, axis_windows
 
+
 @contextmanager
 def _contexts(attentions: list[GlobalAttention], states: list[AttentionContext], collecting: int | None) -> Iterator[None]:
     """GVTOs before ``collecting`` (all, if None) apply their contexts; GVTO ``collecting`` collects its own."""

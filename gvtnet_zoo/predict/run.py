@@ -21,23 +21,21 @@ from tqdm import tqdm
 from ..atomic import refuse_to_replace, refuse_to_touch_inputs
 from ..data.resample import resize_yx
 from ..errors import UserError
+from ..image_io.files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
 from ..progress import Progress, no_progress
-from .files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
+from . import memory
+from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
 from .model import ZooModel, create_pipeline, load_zoo_model
+from .network_call import run_network
 from .overlap import BackgroundWriter, prefetched
 from .pixel_size import resample_factor
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tensors import axis_ids, axis_letters, channel_count, check_channels
-from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
-from .network_call import run_network
 from .tiled import plan_for_sample, predict_tiled, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
     from .global_context import ContextNetwork
 
-# Auto mode predicts an image whole when this many bytes per voxel fit in half the free memory of the
-# device: the CARE GVTNet peaked at ~1.3 kB per voxel on a 64x256x256 volume (benchmarks/results).
-BYTES_PER_VOXEL = 1600
 
 
 @dataclass
@@ -143,21 +141,6 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
                     id=sample.id)
     pipeline.apply_postprocessing(result)
     return crop_outputs(model.descr, result, original)
-
-
-def free_memory_bytes(devices: Sequence[str]) -> int:
-    """Free memory of the device the model runs on: the CUDA device's, else the machine's available RAM."""
-    if devices and devices[0].startswith("cuda") or devices == ["CUDAExecutionProvider"]:
-        import torch
-
-        index = int(devices[0].split(":")[1]) if ":" in devices[0] else 0
-        return int(torch.cuda.mem_get_info(index)[0])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
 
 
 def parse_tile(text: Optional[str], dims: int, flag: str = "--tile", minimum: int = 1) -> Optional[dict[str, int]]:
@@ -301,7 +284,7 @@ def open_predictor(model: ZooModel, mode: str, device: str, tile: Optional[str],
             warned.append(line)
             echo(line)
 
-    whole_limit = free_memory_bytes(model.devices) // 2 // BYTES_PER_VOXEL if mode == "auto" else 0
+    whole_limit = memory.free_memory_bytes(model.devices) // 2 // memory.BYTES_PER_VOXEL if mode == "auto" else 0
     with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline:
         yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, warn_once)
 

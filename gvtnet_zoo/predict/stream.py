@@ -16,55 +16,20 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import refuse_to_touch_inputs
-from ..data.io import image_stem
 from ..errors import UserError
 from ..hashing import package_sha256
+from ..image_io.files import to_model_axes
+from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, release_locks, take_locks
+from ..image_io.volumes import VolumeSource, open_volume
 from ..progress import Progress, no_progress
-from .files import to_model_axes
+from .halo_check import SeamCheck
+from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
 from .model import load_zoo_model
-from .ome_zarr_out import OutputImage, check_replace, release_locks, take_locks
 from .plan import TilePlan, plan_tiles
 from .run import PredictionSummary
 from .stats import streamed_statistics
 from .tensors import axis_ids, axis_letters, check_channels
 from .tile_step import StreamJob, TileStep, read_tile, stat_measures
-from .halo_check import SeamCheck
-from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
-from .volumes import VolumeSource, open_volume
-
-IN_MEMORY_COPIES = 6
-
-
-def output_name(source: Path) -> str:
-    """'a.ome.zarr', 'a.zarr', 'a.ome.tif', 'a.tif' -> 'a.ome.zarr'."""
-    name = source.name
-    for suffix in (".ome.zarr", ".zarr"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] + ".ome.zarr"
-    return image_stem(source) + ".ome.zarr"
-
-
-def fits_in_memory(voxels: int, free_bytes: int) -> bool:
-    """Whether predicting ``voxels`` in memory (float32 input, its normalized and padded copies, the output and
-    the reader's buffer: IN_MEMORY_COPIES copies) takes at most half of ``free_bytes``."""
-    return voxels * 4 * IN_MEMORY_COPIES <= free_bytes // 2
-
-
-def too_large_for_memory(paths: Sequence[Path], free_bytes: int) -> list[Path]:
-    """The TIFF files whose in-memory prediction would not fit (``fits_in_memory``); sizes from the headers."""
-    import tifffile
-
-    large = []
-    for path in paths:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            try:
-                with tifffile.TiffFile(path) as tiff:
-                    voxels = int(np.prod(tiff.series[0].shape))
-            except Exception:  # noqa: BLE001 - the reader says what is wrong with the file later
-                continue
-            if not fits_in_memory(voxels, free_bytes):
-                large.append(path)
-    return large
 
 
 def _letters(tensor: Any) -> str:
@@ -110,21 +75,29 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
     return images, dims
 
 
-def statistics(job: StreamJob, descr: Any, array: Any, time: int) -> dict[Any, Any]:
+def statistics(job: StreamJob, descr: Any, array: Any, time: int,
+               echo: Callable[[str], None] = lambda _: None) -> dict[Any, Any]:
     """The sample statistics of one time point, from passes over the plan's cores within the image as given
-    (no halo, no padding: each voxel once)."""
+    (no halo, no padding: each voxel once). The first time point's passes are counted to ``echo``."""
     measures, _, _ = stat_measures(descr)
     if not measures:
         return {}
     sizes = {a.axis: a.size for a in job.plan.axes}
     regions = [{a: (start, min(stop, sizes[a])) for a, (start, stop) in tile.cores.items()} for tile in job.plan.tiles()]
     regions = [r for r in regions if all(start < stop for start, stop in r.values())]
+    complete = [0]
 
     def passes() -> Iterator[np.ndarray]:
         for region in regions:
             yield read_tile(job, array, region, time)
+        complete[0] += 1
 
-    return streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
+    started = clock.perf_counter()
+    values = streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
+    if time == 0:
+        echo(f"{job.source.name}: statistics in {complete[0]} pass(es) over the volume "
+             f"({job.source.dtype}, {clock.perf_counter() - started:.1f} s)")
+    return values
 
 
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
@@ -169,13 +142,13 @@ def _job_json(job: StreamJob, time_points: int, model_sha256: str) -> dict[str, 
 
 
 def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm, check: SeamCheck,
-              progress: Progress = no_progress) -> None:
+              progress: Progress = no_progress, echo: Callable[[str], None] = lambda _: None) -> None:
     """Every time point's tiles in this process, in order; global context first sums each GVTO's context.
     ``progress`` hears (tiles written, tiles to write) before each tile; ``check`` sees the first time point's."""
     tiles = job.plan.tiles()
     first = min(todo, default=0)
     for time, remaining in todo.items():
-        stat = statistics(job, step.model.descr, step.array, time)
+        stat = statistics(job, step.model.descr, step.array, time, echo)
         contexts: Optional[list[Any]] = None
         if job.global_context:
             from .global_context import merge_contexts
@@ -241,12 +214,12 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                 check = SeamCheck(job.plan, job.source.name, echo)
                 if executor is not None:
                     array = job.source.open()
-                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time),
+                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time, echo),
                                  check)
                 else:
                     step = TileStep(job)
                     try:
-                        run_local(job, step, todo, bar, check, progress)
+                        run_local(job, step, todo, bar, check, progress, echo)
                     finally:
                         step.close()
             for image in job.outputs.values():

@@ -13,10 +13,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import refuse_non_finite
+from ..image_io.ome_zarr_out import OutputImage
+from ..image_io.volumes import VolumeSource, read_region
 from .network_call import run_network
-from .ome_zarr_out import OutputImage
 from .plan import Tile, TilePlan
-from .volumes import VolumeSource, read_region
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import torch
 
 from .. import __version__
 from ..config import Provenance, Spec
-from ..data.io import read_image, write_tiff
 from ..data.normalization import trained_on_csbdeep_patches
 from ..errors import UserError
 from ..export.model_card import task_of
 from ..hashing import file_sha256
+from ..image_io.images import read_image, write_tiff
 from ..models import build_model
 from ..spec_loading import dump_spec
 from ..train.checkpoint import NETWORK_REVISION, save_checkpoint

@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..atomic import write_text_atomically
 from ..config import Provenance, Spec
-from ..data.io import write_tiff
 from ..data.lazy import LazyImage
 from ..data.normalization import normalize_input, normalize_target, trained_on_csbdeep_patches
 from ..data.pairs import ImagePair, PairedData, load_pairs, split_validation
 from ..data.patches import PatchSampler
 from ..errors import TrainingInterrupted, UserError
+from ..image_io.images import write_tiff
 from ..models import build_model
 from ..models.layout import channels_last_input, prefers_channels_last, to_channels_last
 from ..spec_loading import dump_spec

@@ -96,7 +96,7 @@ def test_training_reads_zarr_volumes_patch_by_patch(tmp_path: Path, monkeypatch:
 def test_statistics_read_blocks_bounded_over_every_axis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Zarr of (64, 256, 256) in chunks of (64, 32, 32): the statistics pass reads whole chunks in blocks of at
     most the budget, split along y and x too (once read as one block along z), and finds the in-memory values."""
-    from gvtnet_zoo.predict.volumes import open_volume
+    from gvtnet_zoo.image_io.volumes import open_volume
 
     data = np.random.default_rng(3).integers(0, 4000, (64, 256, 256)).astype(np.uint16)
     zarr.create_array(str(tmp_path / "v.zarr"), data=data, chunks=(64, 32, 32))

@@ -9,10 +9,10 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from gvtnet_zoo.errors import Cancelled
 from gvtnet_zoo.napari import predict_widget
 from gvtnet_zoo.napari.predict_widget import PredictWidget
 from gvtnet_zoo.progress import CancellableProgress
-from gvtnet_zoo.errors import Cancelled
 
 from .conftest import finish
 
@@ -99,7 +99,7 @@ def test_a_lazy_zarr_layer_is_streamed_and_comes_back_lazy(make_napari_viewer: A
     widget.mode.value, widget.tile.value, widget.out_dir.value = "global context", "96,96", tmp_path / "out"
     finish(qtbot, widget, widget.start())
     result = viewer.layers[-1]
-    assert result.name.endswith("(lazy)") and (tmp_path / "out" / "image.ome.zarr").is_dir()
+    assert result.name.endswith("(lazy)") and (tmp_path / "out" / "image.pred.ome.zarr").is_dir()
     level0 = result.data[0] if result.multiscale else result.data
     assert not isinstance(level0, np.ndarray)  # read from the OME-Zarr on demand
     assert tuple(result.scale[-2:]) == (0.5, 0.25) and layer.data.shape == image.shape
@@ -107,6 +107,34 @@ def test_a_lazy_zarr_layer_is_streamed_and_comes_back_lazy(make_napari_viewer: A
                                     echo=lambda _: None).values()
     produced = np.asarray(level0).reshape(expected.shape)
     assert np.abs(produced - expected).max() <= 1e-5 * float(expected.max() - expected.min())
+
+
+def test_replacing_a_lazy_layers_output_beside_it_never_touches_the_layer(make_napari_viewer: Any, qtbot: Any,
+                                                                          packages: dict[str, Path], tmp_path: Path,
+                                                                          images: Callable[..., np.ndarray]) -> None:
+    """Issue 26, item 1: the default output folder is the layer's own, and "replace it" there once wiped an
+    OME-Zarr layer's store (the output had its name). The output is NAME.pred.ome.zarr beside it; the store's
+    bytes stay as they were, twice over (the second run replaces the first output, not the input)."""
+    import dask.array as da
+    import zarr
+    from napari.layers._source import layer_source
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    store = tmp_path / "a.ome.zarr"
+    write_image(np.tile(images("train", "source"), (2, 2)), zarr.open_group(str(store), mode="w", zarr_format=3),
+                fmt=FormatV05(), axes="yx", scale_factors=[])
+    before = {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    viewer = make_napari_viewer()
+    with layer_source(path=str(store)):
+        viewer.add_image(da.from_zarr(str(store / "s0")), name="a")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.weights.value = packages["2d"], "cpu", "onnx"
+    widget.tile.value, widget.existing.value = "96,96", "replace it"
+    for _ in range(2):
+        finish(qtbot, widget, widget.start())
+        assert (tmp_path / "a.pred.ome.zarr").is_dir()
+    assert {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
 
 
 def test_a_stack_of_planes_is_predicted_plane_by_plane(make_napari_viewer: Any, qtbot: Any, packages: dict[str, Path],
@@ -147,9 +175,9 @@ def test_a_lazy_layer_without_a_file_is_not_loaded_when_it_cannot_fit(make_napar
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import dask.array as da
 
-    from gvtnet_zoo.predict import run
+    from gvtnet_zoo.predict import memory
 
-    monkeypatch.setattr(run, "free_memory_bytes", lambda devices: 1024**2)  # 1 MiB free: 256x256 floats don't fit
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda devices: 1024**2)  # 1 MiB free: 256x256 floats don't fit
     viewer = make_napari_viewer()
     viewer.add_image(da.zeros((256, 256), dtype="float32", chunks=64), name="computed")
     widget = PredictWidget(viewer)
@@ -225,7 +253,7 @@ def test_a_cancelled_large_image_is_kept_and_completed_on_request(make_napari_vi
     widget.cancel()
     paused["release"].set()
     finish(qtbot, widget, worker)
-    output = tmp_path / "out" / "big.ome.zarr"
+    output = tmp_path / "out" / "big.pred.ome.zarr"
     assert len(viewer.layers) == 1 and output.is_dir() and paused["raised"] == [1]
     finish(qtbot, widget, widget.start())  # the default keeps what is there
     errors = [str(n.message) for n in notifications if n.severity == "error"]

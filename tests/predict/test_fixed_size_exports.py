@@ -12,7 +12,7 @@ import torch
 
 from gvtnet_zoo.cli import main
 
-from .zoo_builders import careamics_style_package, single_io_package, TinyUNet
+from .zoo_builders import TinyUNet, careamics_style_package, single_io_package
 
 
 def _reference(net: torch.nn.Module, image: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:

@@ -64,7 +64,7 @@ def test_in_memory_streamed_and_dask_predictions_are_equal(packages: dict[str, P
         if run == "memory":
             results[run] = np.squeeze(tifffile.imread(tmp_path / run / "img.tif"))
         else:
-            results[run] = np.squeeze(zarr.open_group(str(tmp_path / run / "img.ome.zarr"), mode="r")["0"][:])
+            results[run] = np.squeeze(zarr.open_group(str(tmp_path / run / "img.pred.ome.zarr"), mode="r")["0"][:])
     scale = 2 if name == "resampling" else 1
     assert results["memory"].shape == tuple(s * scale if k >= image.ndim - 2 else s for k, s in enumerate(image.shape))
     span = float(np.ptp(results["memory"]))

@@ -79,7 +79,7 @@ def _predict_streamed(model: Path, image: np.ndarray, tmp: Path, name: str, *fla
     tifffile.imwrite(tmp / f"{name}.tif", image.astype(np.float32))
     assert main(["predict", str(model), str(tmp / f"{name}.tif"), "--out", str(tmp / f"zarr-{name}"),
                  "--out-format", "ome-zarr", *flags]) == 0
-    return zarr.open_group(str(tmp / f"zarr-{name}" / f"{name}.ome.zarr"), mode="r")["0"][:]
+    return zarr.open_group(str(tmp / f"zarr-{name}" / f"{name}.pred.ome.zarr"), mode="r")["0"][:]
 
 
 @pytest.mark.parametrize("shape", [(160, 144), (128, 128), (150, 131)])

@@ -29,7 +29,7 @@ def _run(package: Path, image: np.ndarray, tmp: Path, name: str, *flags: str) ->
     tifffile.imwrite(tmp / f"{name}.tif", image.astype(np.float32), metadata={"axes": "ZYX"[3 - image.ndim:]})
     assert main(["predict", str(package), str(tmp / f"{name}.tif"), "--out", str(tmp / name), *flags]) == 0
     if "ome-zarr" in flags:
-        return np.squeeze(zarr.open_group(str(tmp / name / f"{name}.ome.zarr"), mode="r")["0"][:])
+        return np.squeeze(zarr.open_group(str(tmp / name / f"{name}.pred.ome.zarr"), mode="r")["0"][:])
     return np.squeeze(tifffile.imread(tmp / name / f"{name}.tif"))
 
 

@@ -231,7 +231,7 @@ def test_models_with_two_inputs_pair_files_by_name(tmp_path: Path, capsys: pytes
 
 def test_auto_mode_tiles_when_the_image_would_not_fit(packages: dict[str, Path], tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from gvtnet_zoo.predict import run
+    from gvtnet_zoo.predict import memory, run
 
     tifffile.imwrite(tmp_path / "a.tif", _from_package(packages["2d"], "test_input.npy")[0, 0])
     calls: list[str] = []
@@ -239,7 +239,7 @@ def test_auto_mode_tiles_when_the_image_would_not_fit(packages: dict[str, Path],
     monkeypatch.setattr(run, "_predict_tiled", lambda *a: calls.append("tile") or real(*a))
     assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o1")]) == 0
     assert calls == []  # small enough: whole
-    monkeypatch.setattr(run, "BYTES_PER_VOXEL", 10**15)
+    monkeypatch.setattr(memory, "BYTES_PER_VOXEL", 10**15)
     assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o2")]) == 0
     assert calls == ["tile"]
     np.testing.assert_allclose(tifffile.imread(tmp_path / "o2" / "a.tif"), tifffile.imread(tmp_path / "o1" / "a.tif"),

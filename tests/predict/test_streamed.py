@@ -16,7 +16,7 @@ from ome_zarr.writer import write_image
 from gvtnet_zoo.cli import main
 from gvtnet_zoo.data.synthetic import synthetic_pair
 from gvtnet_zoo.errors import UserError
-from gvtnet_zoo.predict import ome_zarr_out
+from gvtnet_zoo.image_io import ome_zarr_out
 from gvtnet_zoo.predict.stream import predict_volumes
 
 SCALE = {"z": 2.0, "y": 0.5, "x": 0.5}
@@ -59,7 +59,7 @@ def test_ome_zarr_with_t_and_c_streams_to_ngff_equal_to_the_tiff_prediction(pack
     # global context in both paths (plain tiles are compared in test_one_plan.py and below)
     assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", TILE,
                  "--global-context"]) == 0
-    out = tmp_path / "out" / "in.ome.zarr"
+    out = tmp_path / "out" / "in.pred.ome.zarr"
     assert not Path(str(out) + ".progress").exists()
     node = next(iter(Reader(parse_url(str(out)))()))  # ome-zarr's own reader: NGFF metadata and levels
     assert [a["name"] for a in node.metadata["axes"]] == ["t", "c", "z", "y", "x"]
@@ -83,7 +83,7 @@ def test_global_context_and_dask_workers_give_the_single_process_result(packages
                         "tiles": [], "tiles-dask": ["--dask"]}.items():
         assert main(["predict", str(packages["3d"]), str(tmp_path / "stack.tif"), "--out", str(tmp_path / name),
                      "--tile", TILE, "--out-format", "ome-zarr", *flags]) == 0
-        results[name] = zarr.open_group(str(tmp_path / name / "stack.ome.zarr"), mode="r")["0"][:]
+        results[name] = zarr.open_group(str(tmp_path / name / "stack.pred.ome.zarr"), mode="r")["0"][:]
     whole = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--whole"])[0]
     _assert_close(results["global"], whole)
     # contexts summed in float64: Dask's tree and the single process's sequence agree to float32 rounding (issue 26)
@@ -117,8 +117,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(packages: dict[str, Pa
     lines: list[str] = []
     predict_volumes(packages["3d"], [source], tmp_path / "part", resume=True, **{**run, "echo": lines.append})
     assert "resuming, 3 of 36 tiles already written" in lines[0]
-    full = zarr.open_group(str(tmp_path / "full" / "v.ome.zarr"), mode="r")
-    part = zarr.open_group(str(tmp_path / "part" / "v.ome.zarr"), mode="r")
+    full = zarr.open_group(str(tmp_path / "full" / "v.pred.ome.zarr"), mode="r")
+    part = zarr.open_group(str(tmp_path / "part" / "v.pred.ome.zarr"), mode="r")
     np.testing.assert_array_equal(part["0"][:], full["0"][:])
     assert part["1"].shape == (1, 8, 68, 64)  # c z y x, y and x halved
     np.testing.assert_array_equal(part["1"][:], full["1"][:])
@@ -146,7 +146,7 @@ def test_2d_models_stream_a_lazy_tiff_with_its_time_axis(packages: dict[str, Pat
     tifffile.imwrite(tmp_path / "movie.tif", frames, metadata={"axes": "TYX"})
     assert main(["predict", str(packages["2d"]), str(tmp_path / "movie.tif"), "--out", str(tmp_path / "out"),
                  "--out-format", "ome-zarr", "--tile", "96,96", "--global-context"]) == 0
-    streamed = zarr.open_group(str(tmp_path / "out" / "movie.ome.zarr"), mode="r")["0"][:]
+    streamed = zarr.open_group(str(tmp_path / "out" / "movie.pred.ome.zarr"), mode="r")["0"][:]
     assert streamed.shape == (2, 1, 150, 140)
     for t, reference in enumerate(_tiff_predictions(packages["2d"], frames, tmp_path, ["--tile", "96,96", "--global-context"])):
         _assert_close(streamed[t], reference)
@@ -180,9 +180,9 @@ def test_bad_stores_are_one_line_and_write_nothing(packages: dict[str, Path], tm
     _one_line_exit_2(["predict", package, str(good), "--out", str(blocker / "out")], capsys, "")
     assert not out.exists()
     out.mkdir()
-    (out / "good.ome.zarr").mkdir()
+    (out / "good.pred.ome.zarr").mkdir()
     _one_line_exit_2(["predict", package, str(good), "--out", str(out)], capsys, "exists; give --resume")
-    assert list((out / "good.ome.zarr").iterdir()) == []
+    assert list((out / "good.pred.ome.zarr").iterdir()) == []
 
 
 def test_a_tiff_too_large_for_memory_is_streamed_not_read_whole(packages: dict[str, Path], tmp_path: Path,
@@ -190,12 +190,12 @@ def test_a_tiff_too_large_for_memory_is_streamed_not_read_whole(packages: dict[s
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     volume = _volume(1, (8, 96, 96))[0]
     tifffile.imwrite(tmp_path / "big.tif", volume)
-    from gvtnet_zoo.predict import run
+    from gvtnet_zoo.predict import memory
 
-    monkeypatch.setattr(run, "free_memory_bytes", lambda devices: 8 * volume.size)  # less than 6 float32 copies
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda devices: 8 * volume.size)  # less than 6 float32 copies
     assert main(["predict", str(packages["3d"]), str(tmp_path / "big.tif"), "--out", str(tmp_path / "out")]) == 0
     assert "would not fit in memory; streaming tile by tile to OME-Zarr" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.ome.zarr"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.pred.ome.zarr"]
     monkeypatch.undo()
     assert main(["predict", str(packages["3d"]), str(tmp_path / "big.tif"), "--out", str(tmp_path / "mem")]) == 0
     assert sorted(p.name for p in (tmp_path / "mem").iterdir()) == ["big.tif"]
@@ -214,7 +214,7 @@ def test_a_dask_worker_that_dies_loses_only_its_tiles(packages: dict[str, Path],
     run = dict(weight_format=None, device="cpu", global_context=False, tile={"y": 72, "x": 72}, halo={}, axes=None,
                level=None, overwrite=False, resume=False, allow_download=False, echo=lambda _: None)
     predict_volumes(packages["3d"], [source], tmp_path / "single", dask=None, **run)
-    done_folder = tmp_path / "dask" / "v.ome.zarr.progress" / "done"
+    done_folder = tmp_path / "dask" / "v.pred.ome.zarr.progress" / "done"
     killed: list[int] = []
 
     def kill_a_worker_after_three_tiles() -> None:
@@ -233,9 +233,9 @@ def test_a_dask_worker_that_dies_loses_only_its_tiles(packages: dict[str, Path],
     predict_volumes(packages["3d"], [source], tmp_path / "dask", dask="local", dask_workers=2, **run)
     killer.join()
     assert killed, "no worker was killed: the run ended first"
-    single = zarr.open_group(str(tmp_path / "single" / "v.ome.zarr"), mode="r")["0"][:]
+    single = zarr.open_group(str(tmp_path / "single" / "v.pred.ome.zarr"), mode="r")["0"][:]
     # (Dask CPU workers run the TorchScript weights, the single process ONNX: equal to float precision)
-    _assert_close(zarr.open_group(str(tmp_path / "dask" / "v.ome.zarr"), mode="r")["0"][:], single)
+    _assert_close(zarr.open_group(str(tmp_path / "dask" / "v.pred.ome.zarr"), mode="r")["0"][:], single)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
@@ -250,7 +250,7 @@ def test_streamed_prediction_on_cuda_equals_the_cpu_result(packages: dict[str, P
     for device in ("cpu", "cuda"):
         assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / device), "--tile", TILE,
                      "--global-context", "--weight-format", "torchscript", "--device", device]) == 0
-        results[device] = zarr.open_group(str(tmp_path / device / "v.ome.zarr"), mode="r")["0"][:]
+        results[device] = zarr.open_group(str(tmp_path / device / "v.pred.ome.zarr"), mode="r")["0"][:]
     np.testing.assert_allclose(results["cuda"], results["cpu"], atol=1e-4 * float(np.ptp(results["cpu"])), rtol=0)
 
 
@@ -265,7 +265,7 @@ def test_an_output_being_written_is_locked(packages: dict[str, Path], tmp_path: 
     import sys
 
     source = _ome_zarr(tmp_path / "v.ome.zarr", _volume(1, (8, 64, 64))[0], "zyx", "0.5")
-    lock = tmp_path / "out" / "v.ome.zarr.lock"
+    lock = tmp_path / "out" / "v.pred.ome.zarr.lock"
     lock.parent.mkdir()
     args = ["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--overwrite"]
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-04 10:00:00"}))
@@ -276,7 +276,7 @@ def test_an_output_being_written_is_locked(packages: dict[str, Path], tmp_path: 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "stale lock" in err and f"delete {lock}" in err and err.count("\n") == 1
-    assert sorted(p.name for p in lock.parent.iterdir()) == ["v.ome.zarr.lock"]  # nothing written or removed
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["v.pred.ome.zarr.lock"]  # nothing written or removed
     lock.unlink()
     assert main(args) == 0 and not lock.exists()  # a finished run leaves no lock behind
 
@@ -311,7 +311,7 @@ def test_the_output_keeps_the_inputs_position(packages: dict[str, Path], tmp_pat
                                           {"type": "translation", "translation": [1.0, 0.0, 0.0]}]
     group.attrs.update(attrs)
     assert main(["predict", str(packages["3d"]), str(path), "--out", str(tmp_path / "out"), "--tile", TILE]) == 0
-    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "placed.ome.zarr")))()))
+    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "placed.pred.ome.zarr")))()))
     level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
     assert level0["scale"][-3:] == [2.0, 0.5, 0.5] and level0["translation"][-3:] == [11.0, 5.0, 5.0]
 
@@ -332,7 +332,7 @@ def test_tiff_physical_sizes_reach_the_ome_zarr_output(packages: dict[str, Path]
                          metadata={"axes": "ZYX", "spacing": 1.0, "unit": "um"})
     assert main(["predict", str(packages["3d"]), str(path), "--out", str(tmp_path / "out"), "--tile", TILE,
                  "--out-format", "ome-zarr"]) == 0
-    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "v.ome.zarr")))()))
+    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "v.pred.ome.zarr")))()))
     level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
     assert level0["scale"][-3:] == pytest.approx([1.0, 0.2, 0.2])
     assert [a.get("unit") for a in node.metadata["axes"][-3:]] == ["micrometer"] * 3
@@ -355,7 +355,7 @@ def _sharded_ome_zarr(path: Path, data: np.ndarray, chunks: tuple[int, ...], sha
 ])
 def test_third_party_volumes_stream_to_the_in_memory_result(packages: dict[str, Path], tmp_path: Path, dtype: str,
                                                             chunks: tuple[int, ...], shards: tuple[int, ...] | None,
-                                                            shape: tuple[int, ...]) -> None:
+                                                            shape: tuple[int, ...], capsys: pytest.CaptureFixture[str]) -> None:
     """Streamed tiles and in-memory tiles are one plan: the same statistics and the same tiles (a GVTNet's plain
     tiles, which see only themselves) give the same result, whatever the store's chunks, shards and dtype."""
     volume = _volume(1, shape, seed=13)[0].astype(np.float32) / 257
@@ -365,6 +365,8 @@ def test_third_party_volumes_stream_to_the_in_memory_result(packages: dict[str, 
     source = _sharded_ome_zarr(tmp_path / "v.ome.zarr", volume, chunks, shards)
     tile = TILE
     assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", tile]) == 0
-    streamed = zarr.open_group(str(tmp_path / "out" / "v.ome.zarr"), mode="r")["0"][:]
+    # the moments, then the quantiles: one counting pass for integers, two radix passes for float32 (item 2)
+    assert f"statistics in {3 if dtype == 'float32' else 2} pass(es) over the volume ({dtype}" in capsys.readouterr().out
+    streamed = zarr.open_group(str(tmp_path / "out" / "v.pred.ome.zarr"), mode="r")["0"][:]
     reference = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--tile", tile])[0]
     np.testing.assert_allclose(np.squeeze(streamed), np.squeeze(reference), atol=1e-6 * float(np.ptp(reference)), rtol=0)

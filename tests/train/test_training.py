@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from gvtnet_zoo.cli import main
-from gvtnet_zoo.data.io import read_image
 from gvtnet_zoo.evaluate.metrics import nrmse
+from gvtnet_zoo.image_io.images import read_image
 from gvtnet_zoo.spec_loading import load_spec
 from gvtnet_zoo.train import trainer
 

@@ -9,8 +9,8 @@ import numpy as np
 import tifffile
 
 from ..atomic import atomic_path
-from ..data.io import is_image_file
 from ..errors import UserError
+from .images import is_image_file
 
 # tifffile's axis letters -> ours (b, c, z, y, x); S (samples) and I (image sequence) are channel and z
 TIFF_AXES = {"Q": "", "S": "c", "C": "c", "I": "z", "Z": "z", "Y": "y", "X": "x", "T": "b"}

@@ -20,6 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import UserError
+from .images import image_stem
+
+PREDICTION_SUFFIX = ".pred.ome.zarr"  # a streamed output's name: the input's stem and this
 
 NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 PYRAMID_MIN = 64  # stop halving y and x once a level is smaller than this
@@ -180,3 +183,9 @@ def take_locks(images: Sequence[OutputImage]) -> list[Path]:
 def release_locks(locks: Sequence[Path]) -> None:
     for lock in locks:
         lock.unlink(missing_ok=True)
+
+
+def output_name(source: Path) -> str:
+    """'a.ome.zarr', 'a.zarr', 'a.ome.tif', 'a.tif' -> 'a.pred.ome.zarr': never the input's own name, so an output
+    beside its input (napari's default folder) cannot be mistaken for it."""
+    return image_stem(source) + PREDICTION_SUFFIX
