@@ -2,12 +2,13 @@
 
     python benchmarks/big_volume.py --out benchmarks/results/big_volume.md      # then performance_doc.py
 
-A synthetic uint16 volume is written chunk by chunk as OME-Zarr (never whole in memory), and the demo
-CARE GVTNet (demo-gvtnet-care-denoise-3d, random-ish weights from a 3-step run: speed and memory do not
+A synthetic uint16 volume (and, with the float32 run, a float32 one with a zero background) is written chunk
+by chunk as OME-Zarr (never whole in memory), and the demo CARE GVTNet (demo-gvtnet-care-denoise-3d, random-ish weights from a 3-step run: speed and memory do not
 depend on them) predicts it with `gvtnet-zoo predict`, each configuration a fresh command run inside a
 Linux memory cgroup (v1: memory.limit_in_bytes = --cap-mib; root needed) so the cap is a hard limit: a
 run over it is killed. Rates are the CLI's own (its summary line): from after the Dask cluster is up to
-the last tile written, the statistics pass, each worker's model loading and the pyramid included. Peak memory = the largest sum of VmRSS over all processes in the cgroup (the CLI
+the last tile written, the statistics passes (their count is the CLI's own line), each worker's model
+loading and the pyramid included. Peak memory = the largest sum of VmRSS over all processes in the cgroup (the CLI
 and its Dask workers), sampled every 0.1 s; the cgroup's own peak (memory.max_usage_in_bytes) counts the
 page cache of the files read and written too and is given beside it.
 """
@@ -43,21 +44,24 @@ def _cgroup_root() -> Path:
     raise SystemExit("no cgroup v1 memory controller here; this benchmark needs one to cap memory")
 
 
-def write_volume(path: Path, shape: tuple[int, int, int], seed: int = 0) -> None:
-    """A uint16 OME-Zarr (NGFF 0.5) volume of blobs and noise, written one z-slab of chunks at a time."""
+def write_volume(path: Path, shape: tuple[int, int, int], seed: int = 0, dtype: str = "uint16") -> None:
+    """An OME-Zarr (NGFF 0.5) volume of blobs and noise, written one z-slab of chunks at a time: uint16, or float32
+    with a zero background over the first half of y (light-sheet data outside the sample: ties at one value)."""
     import zarr
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    array = group.create_array("0", shape=shape, chunks=(16, 256, 256), dtype="uint16")
+    array = group.create_array("0", shape=shape, chunks=(16, 256, 256), dtype=dtype)
     rng = np.random.default_rng(seed)
     y, x = np.ogrid[: shape[1], : shape[2]]
     for z0 in range(0, shape[0], 16):
-        slab = np.empty((min(16, shape[0] - z0), *shape[1:]), np.uint16)
+        slab = np.empty((min(16, shape[0] - z0), *shape[1:]), dtype)
         for i in range(slab.shape[0]):
             blobs = 1500 * (np.sin(y / 9.0 + (z0 + i) / 5.0) * np.cos(x / 11.0)) ** 2
-            slab[i] = (200 + blobs + rng.poisson(60, shape[1:])).astype(np.uint16)
+            slab[i] = (200 + blobs + rng.poisson(60, shape[1:])).astype(dtype)
+        if dtype == "float32":
+            slab[:, : shape[1] // 2] = 0.0
         array[z0: z0 + slab.shape[0]] = slab
     write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
         {"type": "scale", "scale": [1.0, 0.5, 0.5]}]}], fmt=FormatV05(), axes=["z", "y", "x"])
@@ -116,7 +120,9 @@ def run_capped(command: list[str], cap: int, name: str) -> dict[str, float]:
         if process.returncode != 0:
             raise SystemExit(f"{name}: exit {process.returncode} (137: killed at the cap)\n{out}")
         cgroup_peak = int((group / "memory.max_usage_in_bytes").read_text())
-        return {"seconds": seconds, "peak_rss": peak[0], "cgroup_peak": cgroup_peak, "summary": out.strip().splitlines()[-1]}
+        lines = out.strip().splitlines()
+        passes = next((line.split("statistics in ")[1].split(" pass")[0] for line in lines if "statistics in " in line), "-")
+        return {"seconds": seconds, "peak_rss": peak[0], "cgroup_peak": cgroup_peak, "summary": lines[-1], "passes": passes}
     finally:
         for pid in (group / "cgroup.procs").read_text().split() if group.exists() else []:
             (group.parent / "cgroup.procs").write_text(pid)
@@ -134,9 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="32x512x512,32x1024x512,32x2048x1024",
                         help="ZxYxX volumes (uint16), the last 8x the first; z within one tile keeps the tiles alike")
-    parser.add_argument("--runs", default="tiles,global,executors",
-                        help="what to run: tiles and global on every volume, executors (1 thread, Dask 1 and 2 "
-                             "workers) on the largest")
+    parser.add_argument("--runs", default="tiles,global,float32,executors",
+                        help="what to run: tiles and global on every volume, float32 (tiles on a float32 copy with "
+                             "a zero background) on every size, executors (1 thread, Dask 1 and 2 workers) on the largest")
     parser.add_argument("--tile", default="32,192,192")
     parser.add_argument("--cap-mib", type=int, default=1536, help="the cgroup's memory limit")
     parser.add_argument("--work", type=Path, help="folder for volumes and outputs (default: a temporary one)")
@@ -146,17 +152,20 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="big-volume-"))
     package = make_package(work)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    rows = ["| volume | uint16 size | configuration | tiles/s | voxels/s | peak RSS (all processes) | cgroup peak (with page cache) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| volume | stored size | configuration | statistics passes | tiles/s | voxels/s | peak RSS (all processes) | "
+            "cgroup peak (with page cache) |", "|---|---|---|---|---|---|---|---|"]
     timings: dict[tuple, dict[str, float]] = {}
+    runs = args.runs.split(",")
     for shape in sizes:
-        volume = work / f"v{'x'.join(map(str, shape))}.ome.zarr"
-        write_volume(volume, shape)
+        volumes = {"uint16": work / f"v{'x'.join(map(str, shape))}.ome.zarr"}
+        write_volume(volumes["uint16"], shape)
+        if "float32" in runs:
+            volumes["float32"] = work / f"f{'x'.join(map(str, shape))}.ome.zarr"
+            write_volume(volumes["float32"], shape, dtype="float32")
         voxels = int(np.prod(shape))
-        runs = args.runs.split(",")
-        configurations = {name: flags for name, flags, run in [("tiles, 1 process", [], "tiles"),
-                                                               ("global context, 1 process", ["--global-context"], "global")]
-                          if run in runs}
+        configurations = {name: flags for name, flags, run in [
+            ("tiles, 1 process", [], "tiles"), ("global context, 1 process", ["--global-context"], "global"),
+            ("float32, zero background: tiles, 1 process", ["--float32"], "float32")] if run in runs}
         if shape == sizes[-1] and "executors" in runs:  # executors compared on the most tiles, all on TorchScript
             # (threads: PyTorch keeps to OMP_NUM_THREADS and the Dask workers' one thread; onnxruntime would not)
             torchscript = ["--weight-format", "torchscript"]
@@ -166,15 +175,17 @@ def main() -> None:
                                    "TorchScript, Dask 2 workers": ["--dask-workers", "2", *torchscript]})
         for name, flags in configurations.items():
             env_one = "--threads1" in flags
+            volume = volumes["float32" if "--float32" in flags else "uint16"]
             command = [*CLI, "predict", str(package), str(volume), "--out", str(work / "out"), "--tile", args.tile,
-                       "--device", "cpu", "--overwrite", *[f for f in flags if f != "--threads1"]]
+                       "--device", "cpu", "--overwrite", *[f for f in flags if f not in ("--threads1", "--float32")]]
             if env_one:
                 command = ["env", "OMP_NUM_THREADS=1", *command]
             result = run_capped(command, cap, f"{shape[0]}-{len(timings)}")
             timings[(shape, name)] = result
             tiles, seconds = _tiles_and_seconds(result["summary"])
             result["seconds"] = seconds
-            rows.append(f"| {'x'.join(map(str, shape))} | {voxels * 2 / MiB:,.0f} MiB | {name} | "
+            stored = voxels * (4 if "--float32" in flags else 2) / MiB
+            rows.append(f"| {'x'.join(map(str, shape))} | {stored:,.0f} MiB | {name} | {result['passes']} | "
                         f"{tiles / seconds:.2f} | {voxels / seconds:,.0f} | "
                         f"{result['peak_rss'] / MiB:,.0f} MiB | {result['cgroup_peak'] / MiB:,.0f} MiB |")
             print(rows[-1], flush=True)
@@ -185,7 +196,7 @@ def main() -> None:
         f"plus {int(np.prod(last)) * 4 / MiB:,.0f} MiB of float32 output. Every run completed under it.",
         "Peak RSS sums the processes' resident memory, so libraries shared by Dask workers count once per worker.",
     ]
-    for name in ("tiles, 1 process", "global context, 1 process"):
+    for name in ("tiles, 1 process", "global context, 1 process", "float32, zero background: tiles, 1 process"):
         if len(sizes) > 1 and all((s, name) in timings for s in sizes):
             peaks = [timings[(s, name)]["peak_rss"] for s in sizes]
             notes.append(f"Peak RSS of {name} from the smallest to the largest volume "

@@ -6,12 +6,14 @@ image in memory would be.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator
+import time as clock
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..data.streamed_stats import Blocks, Moments, integer_low, quantiles
 from ..errors import UserError
+from .tile_step import StreamJob, read_tile, stat_measures
 
 
 def streamed_statistics(measures: Iterable[Any], passes: Blocks, dims: list[str], source_dtype: str) -> dict[Any, Any]:
@@ -94,3 +96,28 @@ def _value(measure: Any, moments: Moments, found: dict[tuple[float, str], float]
         return found[(measure.q, _method(measure))]
     raise UserError(f"the package's preprocessing needs the statistic {measure.name!r}, which gvtnet-zoo cannot "
                     "stream; predict this image without --out-format ome-zarr / --dask")
+
+
+def volume_statistics(job: StreamJob, descr: Any, array: Any, time: int,
+               echo: Callable[[str], None] = lambda _: None) -> dict[Any, Any]:
+    """The sample statistics of one time point, from passes over the plan's cores within the image as given
+    (no halo, no padding: each voxel once). The first time point's passes are counted to ``echo``."""
+    measures, _, _ = stat_measures(descr)
+    if not measures:
+        return {}
+    sizes = {a.axis: a.size for a in job.plan.axes}
+    regions = [{a: (start, min(stop, sizes[a])) for a, (start, stop) in tile.cores.items()} for tile in job.plan.tiles()]
+    regions = [r for r in regions if all(start < stop for start, stop in r.values())]
+    complete = [0]
+
+    def passes() -> Iterator[np.ndarray]:
+        for region in regions:
+            yield read_tile(job, array, region, time)
+        complete[0] += 1
+
+    started = clock.perf_counter()
+    values = streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
+    if time == 0:
+        echo(f"{job.source.name}: statistics in {complete[0]} pass(es) over the volume "
+             f"({job.source.dtype}, {clock.perf_counter() - started:.1f} s)")
+    return values

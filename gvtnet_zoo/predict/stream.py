@@ -1,6 +1,7 @@
-"""Streamed prediction of volumes larger than memory: lazy inputs (predict/volumes.py), one tile plan
+"""Streamed prediction of volumes larger than memory: lazy inputs (image_io/volumes.py), one tile plan
 (predict/plan.py), one tile step (predict/tile_step.py), OME-Zarr outputs written tile by tile
-(predict/ome_zarr_out.py), here in one process, or as Dask tasks (predict/on_dask.py).
+(image_io/ome_zarr_out.py), in one process (predict/local_executor.py) or as Dask tasks (predict/on_dask.py).
+Here: checking each volume against the model, planning its job, and running the jobs.
 
 Memory holds the model, a tile and its output, whatever the volume's size: the preprocessing statistics
 come from passes over the volume block by block (predict/stats.py), and outputs go to disk per tile.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time as clock
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -24,12 +25,13 @@ from ..image_io.volumes import VolumeSource, open_volume
 from ..progress import Progress, no_progress
 from .halo_check import SeamCheck
 from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
+from .local_executor import run_local
 from .model import load_zoo_model
 from .plan import TilePlan, plan_tiles
 from .run import PredictionSummary
-from .stats import streamed_statistics
+from .stats import volume_statistics
 from .tensors import axis_ids, axis_letters, check_channels
-from .tile_step import StreamJob, TileStep, read_tile, stat_measures
+from .tile_step import StreamJob, TileStep
 
 
 def _letters(tensor: Any) -> str:
@@ -75,31 +77,6 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
     return images, dims
 
 
-def statistics(job: StreamJob, descr: Any, array: Any, time: int,
-               echo: Callable[[str], None] = lambda _: None) -> dict[Any, Any]:
-    """The sample statistics of one time point, from passes over the plan's cores within the image as given
-    (no halo, no padding: each voxel once). The first time point's passes are counted to ``echo``."""
-    measures, _, _ = stat_measures(descr)
-    if not measures:
-        return {}
-    sizes = {a.axis: a.size for a in job.plan.axes}
-    regions = [{a: (start, min(stop, sizes[a])) for a, (start, stop) in tile.cores.items()} for tile in job.plan.tiles()]
-    regions = [r for r in regions if all(start < stop for start, stop in r.values())]
-    complete = [0]
-
-    def passes() -> Iterator[np.ndarray]:
-        for region in regions:
-            yield read_tile(job, array, region, time)
-        complete[0] += 1
-
-    started = clock.perf_counter()
-    values = streamed_statistics(measures, passes, list(job.input_dims), job.source.dtype)
-    if time == 0:
-        echo(f"{job.source.name}: statistics in {complete[0]} pass(es) over the volume "
-             f"({job.source.dtype}, {clock.perf_counter() - started:.1f} s)")
-    return values
-
-
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
              global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
              halo: dict[str, int], on_dask: bool = False,
@@ -139,31 +116,6 @@ def _job_json(job: StreamJob, time_points: int, model_sha256: str) -> dict[str, 
             "dataset": source.dataset, "shape": source.shape, "axes": source.axes, "scales": source.scales,
             "units": source.units, "global_context": job.global_context, "time_points": time_points,
             "plan": job.plan.to_json()}
-
-
-def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: tqdm, check: SeamCheck,
-              progress: Progress = no_progress, echo: Callable[[str], None] = lambda _: None) -> None:
-    """Every time point's tiles in this process, in order; global context first sums each GVTO's context.
-    ``progress`` hears (tiles written, tiles to write) before each tile; ``check`` sees the first time point's."""
-    tiles = job.plan.tiles()
-    first = min(todo, default=0)
-    for time, remaining in todo.items():
-        stat = statistics(job, step.model.descr, step.array, time, echo)
-        contexts: Optional[list[Any]] = None
-        if job.global_context:
-            from .global_context import merge_contexts
-
-            contexts = []
-            for index in range(job.gvtos):
-                contexts.append(merge_contexts([step.collect(t, time, stat, index, contexts) for t in tiles]))
-                bar.set_postfix_str(f"context {index + 1}/{job.gvtos}")
-        for tile in remaining:
-            progress(bar.n, bar.total)
-            for output_id, (place, block) in step.predict(tile, time, stat, contexts).items():
-                job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
-            if time == first and step.last_output is not None:
-                check.offer(tile, step.last_output)
-            bar.update()
 
 
 def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: Path, *, weight_format: Optional[str],
@@ -214,7 +166,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                 check = SeamCheck(job.plan, job.source.name, echo)
                 if executor is not None:
                     array = job.source.open()
-                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: statistics(job, descr, array, time, echo),
+                    executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: volume_statistics(job, descr, array, time, echo),
                                  check)
                 else:
                     step = TileStep(job)

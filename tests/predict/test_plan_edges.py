@@ -80,3 +80,28 @@ def test_the_seam_check_looks_along_z_too(tmp_path: Path, capsys: pytest.Capture
     _run(package, image, tmp_path, "vol", "--tile", "16,32,32", *(["--out-format", "ome-zarr"] if stream else []))
     out = capsys.readouterr().out
     assert out.count("warning:") == 1 and "at their seam along z" in out
+
+
+def test_an_output_at_another_resolution_keeps_the_inputs_position(tmp_path: Path) -> None:
+    """A model whose output has twice the voxels per axis: output voxel j covers input voxels j / 2 .. (j + 1) / 2,
+    so the first output voxel's centre lies a quarter of an input voxel before the input's first centre
+    (issue 26, item 6: the half-voxel shift)."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from .test_one_plan import _Upsampler
+
+    torch.manual_seed(2)
+    x = np.random.default_rng(7).normal(size=(1, 1, 32, 32)).astype(np.float32)
+    package = single_io_package(tmp_path, _Upsampler(), x, size=(8, 8), output_scale=0.5, halo=4, name="upsampler")
+    group = zarr.open_group(str(tmp_path / "placed.ome.zarr"), mode="w", zarr_format=3)
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "yx"]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [0.5, 0.5]}, {"type": "translation", "translation": [10.0, 5.0]}]}]}]}
+    group.create_array("0", data=np.random.default_rng(8).normal(size=(60, 50)).astype(np.float32), chunks=(32, 32))
+    assert main(["predict", str(package), str(tmp_path / "placed.ome.zarr"), "--out", str(tmp_path / "out"),
+                 "--tile", "32,32"]) == 0
+    node = next(iter(Reader(parse_url(str(tmp_path / "out" / "placed.pred.ome.zarr")))()))
+    level0 = {t["type"]: t[t["type"]] for t in node.metadata["coordinateTransformations"][0]}
+    assert level0["scale"][-2:] == [0.25, 0.25] and level0["translation"][-2:] == [9.875, 4.875]
+    assert node.data[0].shape[-2:] == (120, 100)
