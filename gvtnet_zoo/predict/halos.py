@@ -85,3 +85,13 @@ def tiling_halo(descr: Any, override: dict[str, int], tile: dict[str, int]) -> d
             wanted = math.ceil(length / UNDECLARED_HALO_SHARE / step) * step
             halos[name] = min(wanted, (length - step) // 2 // step * step)  # never more than leaves a core
     return halos
+
+
+def tile_and_halo(descr: Any, tile: dict[str, int] | None, override: dict[str, int],
+                  network: Any = None) -> tuple[dict[str, int], dict[str, int]]:
+    """(tile, halo) of a tiled prediction, in memory or streamed alike: ``tile`` or DEFAULT_TILE grown for the
+    halo; the halo of global context (``network``, a ContextNetwork) or plain tiles (``tiling_halo``)."""
+    halo = context_halo(descr, network, override) if network is not None else {**package_halo(descr), **override}
+    tile = tile or default_tile(descr, halo, DEFAULT_TILE)
+    return tile, halo if network is not None else tiling_halo(descr, override, tile)
+

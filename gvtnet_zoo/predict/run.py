@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..image_io.files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
 from ..progress import Progress, no_progress
 from . import memory
-from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
+from .halos import tile_and_halo
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .network_call import run_network
 from .overlap import BackgroundWriter, prefetched
@@ -92,20 +92,19 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
                    halo_override: dict[str, int], warn: Callable[[str], None], progress: Progress) -> Any:
     """The tile plan's tiles (predict/tiled.py), several inputs alike when they share one grid; otherwise
     bioimageio.core's blocks, each padded by the output halo, halos cropped when stitching. ``tile`` None:
-    DEFAULT_TILE, grown where the halo needs it."""
+    halos.DEFAULT_TILE, grown where the halo needs it."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
         raise UserError("tiled prediction needs a format 0.5 model; predict this one --whole")
-    halo = {**package_halo(model.descr), **halo_override}
-    tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
-    halo = tiling_halo(model.descr, halo_override, tile)
+    tile, halo = tile_and_halo(model.descr, tile, halo_override)
     if same_grid(model.descr, sample):
         plan = plan_for_sample(model.descr, sample, tile, halo)
         return predict_tiled(pipeline, model.descr, sample, plan, name, model.weight_format, warn, progress)
+    pipeline.apply_preprocessing(sample)  # statistics of the images as given, not of their padding
     original = pad_to_valid(model.descr, sample)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
-        sample, ns=_tile_ns(model, tile, sample))
+        sample, skip_preprocessing=True, ns=_tile_ns(model, tile, sample))
     last = None
     for done, last in enumerate(tqdm(intermediates, total=total, desc=f"  {name}", unit="block", leave=False)):
         progress(done, total)
@@ -130,8 +129,7 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     from bioimageio.core.sample import Sample
 
     tensor, output = model.descr.inputs[0], model.descr.outputs[0]
-    halo = context_halo(model.descr, network, halo_override)
-    tile = tile or default_tile(model.descr, halo, DEFAULT_TILE)
+    tile, halo = tile_and_halo(model.descr, tile, halo_override, network)
     plan = plan_for_sample(model.descr, sample, tile, halo)
     pipeline.apply_preprocessing(sample)
     original = pad_to_valid(model.descr, sample)

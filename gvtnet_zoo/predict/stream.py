@@ -24,7 +24,7 @@ from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, rel
 from ..image_io.volumes import VolumeSource, open_volume
 from ..progress import Progress, no_progress
 from .halo_check import SeamCheck
-from .halos import DEFAULT_TILE, context_halo, default_tile, package_halo, tiling_halo
+from .halos import tile_and_halo
 from .local_executor import run_local
 from .model import load_zoo_model
 from .plan import TilePlan, plan_tiles
@@ -95,14 +95,14 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     letters = _letters(tensor)
     _check_fits(source, tensor, letters)
     sizes = {str(a.id): source.shape[source.axes.index(str(a.id))] for a in tensor.axes if a.type == "space"}
-    halos, gvtos = {**package_halo(descr), **halo}, 0
+    network, gvtos = None, 0
     if global_context:
         from .global_context import context_network_from_package
 
         network = context_network_from_package(descr, "cpu")
-        halos, gvtos = context_halo(descr, network, halo), len(network.attentions)
-    tile = tile or default_tile(descr, halos, DEFAULT_TILE)
-    plan = plan_tiles(descr, sizes, tile, halos if global_context else tiling_halo(descr, halo, tile))
+        gvtos = len(network.attentions)
+    tile, halos = tile_and_halo(descr, tile, halo, network)
+    plan = plan_tiles(descr, sizes, tile, halos)
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr

@@ -13,8 +13,8 @@ import yaml
 from gvtnet_zoo.cli import main
 from gvtnet_zoo.data.synthetic import synthetic_pair
 from gvtnet_zoo.export.package import package_run
-from gvtnet_zoo.predict.halos import default_tile
-from gvtnet_zoo.predict.run import DEFAULT_TILE, predict_files
+from gvtnet_zoo.predict.halos import DEFAULT_TILE, default_tile
+from gvtnet_zoo.predict.run import predict_files
 from gvtnet_zoo.spec_loading import load_spec
 from gvtnet_zoo.train.trainer import train
 from gvtnet_zoo.trust import read_description
