@@ -1,10 +1,12 @@
 """``gvtnet-zoo import-tf``: an original GVTNets TF1 checkpoint as a gvtnet-zoo run folder.
 
 Every model variable of the checkpoint is mapped onto the network a spec builds (names.py); optimizer
-slots and counters are ignored; a missing or unexpected variable, or a shape that differs, is refused
-in one line before anything is written. The run folder holds the resolved spec (with the original's
-input normalization and where the weights came from), checkpoints/best.pt and last.pt, and a sample
-image when one is given, so ``gvtnet-zoo package RUN`` packages it like a trained run.
+slots and counters are ignored; a missing or unexpected variable, a shape that differs, or a weight that is
+not floating point is refused in one line before any tensor is read or anything written, and so is an
+--out that is, contains or lies inside the checkpoint's files or the sample (--overwrite would delete
+them). The run folder holds the resolved spec (with the original's input normalization and where the
+weights came from), checkpoints/best.pt and last.pt, and a sample image when one is given, so
+``gvtnet-zoo package RUN`` packages it like a trained run.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import refuse_to_touch_inputs
 from ..config import Provenance, Spec
 from ..data.normalization import trained_on_csbdeep_patches
 from ..errors import UserError
 from ..export.model_card import task_of
-from ..hashing import file_sha256
 from ..image_io.images import read_image, write_tiff
 from ..models import build_model
 from ..spec_loading import dump_spec
 from ..train.checkpoint import NETWORK_REVISION, save_checkpoint
 from ..train.run_dir import RunDir
-from .checkpoint import TFCheckpoint
+from .checkpoint import TFCheckpoint, shape_text
 from .names import tf_variable_map
 
 # TF1 optimizer state and counters: in the published checkpoints, Adam's slots and step powers
@@ -44,14 +46,15 @@ def is_model_variable(name: str) -> bool:
     return name not in _COUNTERS and not name.endswith(_SLOT_SUFFIXES)
 
 
-def _to_torch(name: str, value: np.ndarray, shape: torch.Size) -> torch.Tensor:
-    """A TF variable as the PyTorch tensor of ``shape``: kernels (*k, a, b) -> (b, a, *k), the rest as is."""
-    kernel = len(shape) >= 3  # conv (*k, in, out) -> (out, in, *k); transposed conv (*k, out, in) -> (in, out, *k)
-    wanted = (*shape[2:], shape[1], shape[0]) if kernel else tuple(shape)
-    if value.shape != wanted:
-        raise UserError(f"variable {name} has shape {list(value.shape)} in the checkpoint, but the spec's network needs "
-                        f"{list(wanted)} there; is the spec the checkpoint's (width, depth, heads, 2D/3D)?")
-    if kernel:
+def _tf_shape(shape: torch.Size) -> tuple[int, ...]:
+    """The TF shape of a PyTorch weight: kernels (b, a, *k) are stored (*k, a, b), the rest as is."""
+    # conv (*k, in, out) -> (out, in, *k); transposed conv (*k, out, in) -> (in, out, *k)
+    return (*shape[2:], shape[1], shape[0]) if len(shape) >= 3 else tuple(shape)
+
+
+def _to_torch(value: np.ndarray) -> torch.Tensor:
+    """A TF variable (of the shape ``_tf_shape`` gives) as its PyTorch tensor."""
+    if value.ndim >= 3:
         value = np.transpose(value, (value.ndim - 1, value.ndim - 2, *range(value.ndim - 2)))
     return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
 
@@ -74,7 +77,12 @@ def load_tf_weights(model: torch.nn.Module, checkpoint: TFCheckpoint) -> None:
         raise UserError(f"{checkpoint.prefix} holds variable {unexpected[0]}{more}, which the spec's network does not "
                         "have; give the spec of the checkpoint's task")
     state = model.state_dict()
-    values = {key: _to_torch(name, checkpoint.read(name), state[key].shape) for key, name in mapping.items()}
+    for key, name in mapping.items():  # every entry and shape before any tensor is read: nothing large is read in vain
+        found, wanted_shape = checkpoint.check(name, floating=True).shape, _tf_shape(state[key].shape)
+        if found != wanted_shape:
+            raise UserError(f"variable {name} has shape {shape_text(found)} in the checkpoint, but the spec's network "
+                            f"needs {list(wanted_shape)} there; is the spec the checkpoint's (width, depth, heads, 2D/3D)?")
+    values = {key: _to_torch(checkpoint.read(name, floating=True)) for key, name in mapping.items()}
     model.load_state_dict(values, strict=False)  # num_batches_tracked keeps its zero: TF has no such counter
 
 
@@ -82,8 +90,7 @@ def _imported_spec(spec: Spec, checkpoint: TFCheckpoint) -> Spec:
     """The spec with the original's input normalization and the checkpoint's identity recorded."""
     if task_of(spec) != "label-free-prediction" and spec.data.normalization != "as_stored":
         spec = trained_on_csbdeep_patches(spec)  # CARE and Flywing were trained on CSBDeep's normalized patches
-    files = sorted(Path(f"{checkpoint.prefix}.index").parent.glob(f"{checkpoint.prefix.name}.*"))
-    sums = ", ".join(f"{p.name} sha256 {file_sha256(p)}" for p in files if p.suffix != ".meta")
+    sums = ", ".join(f"{name} sha256 {digest}" for name, digest in checkpoint.sha256s().items())
     export = spec.export.model_copy(update={
         "authors": spec.export.authors or ["Zhengyang Wang", "Yaochen Xie", "Shuiwang Ji"],
         "license": "GPL-3.0-only" if spec.export.license == "MIT" else spec.export.license,
@@ -98,11 +105,14 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
               overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
     """Write the run folder ``out`` from a TF1 checkpoint prefix; raises UserError, writing nothing, on bad input."""
     run = RunDir(Path(out))
+    ckpt = TFCheckpoint(checkpoint)
+    refuse_to_touch_inputs([run.root], [*ckpt.files(), *([sample] if sample is not None else [])])
+    if run.root.exists() and not run.root.is_dir():
+        raise UserError(f"{run.root} is a file; give a folder for --out")
     if run.root.exists() and any(run.root.iterdir()) and not overwrite:
         raise UserError(f"{run.root} exists and is not empty; add --overwrite to replace it, or choose another --out")
     if not run.root.parent.is_dir():
         raise UserError(f"the folder {run.root.parent} for --out does not exist; create it first")
-    ckpt = TFCheckpoint(checkpoint)
     model = build_model(spec)
     load_tf_weights(model, ckpt)
     image = None
@@ -111,7 +121,7 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
         if image.ndim != spec.model.input_dims:
             raise UserError(f"the sample {sample} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
     spec = _imported_spec(spec, ckpt)
-    step = int(ckpt.read("global_step")) if "global_step" in ckpt.entries else 0
+    step = ckpt.global_step()
     with tempfile.TemporaryDirectory(prefix=f".{run.root.name}.", dir=run.root.parent) as tmp:
         staged = RunDir(Path(tmp) / "run")
         staged.checkpoints.mkdir(parents=True)
