@@ -13,8 +13,9 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from .package_files import files_outside, raw_description
 from .zoo_test import FormatResult
 
 PASS, FAIL, NOT_APPLICABLE, NOT_RUN = "pass", "FAIL", "n/a", "not run"
@@ -47,7 +48,7 @@ def failed(checks: Sequence[Check]) -> list[Check]:
 def package_bytes(source: Path, relative: str) -> Optional[bytes]:
     """A file of the package (zip, folder or the folder of its rdf.yaml), None if it is not there."""
     try:
-        if source.suffix == ".zip":
+        if source.is_file() and zipfile.is_zipfile(source):  # as bioimageio.spec tells a zip: by its content
             with zipfile.ZipFile(source) as archive:
                 return archive.read(relative)
         return ((source if source.is_dir() else source.parent) / relative).read_bytes()
@@ -58,17 +59,6 @@ def package_bytes(source: Path, relative: str) -> Optional[bytes]:
 def package_text(source: Path, relative: str) -> Optional[str]:
     data = package_bytes(source, relative)
     return None if data is None else data.decode("utf-8", errors="replace")
-
-
-def rdf_content(source: Path) -> dict[str, Any]:
-    """The package's rdf.yaml as written (the loaded description fills in defaults)."""
-    import yaml
-
-    name = "rdf.yaml" if source.suffix == ".zip" or source.is_dir() else source.name
-    if source.suffix == ".zip":
-        with zipfile.ZipFile(source) as archive:
-            name = next((n for n in archive.namelist() if n.endswith(("rdf.yaml", "bioimageio.yaml"))), name)
-    return yaml.safe_load(package_text(source, name) or "") or {}
 
 
 def validation_section(readme: str) -> Optional[str]:
@@ -82,41 +72,9 @@ def _test_rows(label: str, results: Sequence[FormatResult]) -> list[Check]:
                   "bioimageio.core test_model" if r.passed else (r.failures or ["failed"])[0][:200]) for r in results]
 
 
-def _file_fields(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """(field, path) for every file an rdf names: ``source`` entries, documentation, covers, attachments."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            field = f"{where}.{key}" if where else str(key)
-            if key in ("source", "documentation") and isinstance(item, str):
-                yield field, item
-            elif key in ("covers", "attachments") and isinstance(item, list):
-                for i, entry in enumerate(item):
-                    yield from ([(f"{field}[{i}]", entry)] if isinstance(entry, str) else _file_fields(entry, f"{field}[{i}]"))
-            else:
-                yield from _file_fields(item, field)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _file_fields(item, f"{where}[{i}]")
-
-
 def package_root(source: Path) -> Path:
     """The folder a package's relative paths start from: the package folder, or the rdf's or the zip's folder."""
     return (source if source.is_dir() else source.parent).resolve()
-
-
-def files_outside(source: Path) -> list[str]:
-    """'field: path' for each file the rdf names outside the package: absolute, with '..', or resolving
-    (through links) out of the package folder. Remote URLs are trust.refuse_downloads' concern."""
-    root = package_root(source)
-    outside = []
-    for field, path in _file_fields(rdf_content(source), ""):
-        if "://" in path:
-            continue
-        relative = Path(path)
-        if relative.is_absolute() or ".." in relative.parts or (
-                source.suffix != ".zip" and not (root / relative).resolve().is_relative_to(root)):
-            outside.append(f"{field}: {path}")
-    return outside
 
 
 def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token_set: Optional[bool]) -> list[Check]:
@@ -141,11 +99,11 @@ def upload_checks(source: Path, descr: Any, tests: Sequence[FormatResult], token
                       "no '## Validation' section; say what data it was validated on, with the metrics" if section is None
                       else "the section has no metrics (numbers)" if not re.search(r"\d", section) else
                       f"{len(section.splitlines())} lines with metrics"))
-    outside = files_outside(source)
+    outside = files_outside(source, descr)
     rows.append(Check("files inside the package", FAIL if outside else PASS,
                       f"{outside[0]} lies outside the package; keep every file in it, named by a relative path"
                       + (f" (and {len(outside) - 1} more)" if len(outside) > 1 else "") if outside
-                      else "every file named by the rdf lies in the package"))
+                      else "every file the description names, and every file bioimageio.spec would pack, lies in the package"))
     model_id = getattr(descr, "id", None)
     rows.append(Check("no id", FAIL if model_id else PASS,
                       f"the description has id {model_id}: a new upload gets its id from bioimage.io; remove it"
@@ -221,7 +179,7 @@ def partner_checks(source: Path, descr: Any, full_determinism: Sequence[FormatRe
     else:
         rows.append(Check(f"deepImageJ: ONNX opset <= {DEEPIMAGEJ_OPSET}", NOT_APPLICABLE,
                           "no ONNX weights" + ("; deepImageJ runs the TorchScript ones" if "torchscript" in weights else "")))
-    problems = _axes_rules(rdf_content(source))
+    problems = _axes_rules(raw_description(source).content)  # as written: defaults not filled in
     rows.append(Check("deepImageJ: axes and sizes it reads", FAIL if problems else PASS,
                       "; ".join(problems[:3]) if problems else "explicit space axis ids; sizes fixed, min/step or references"))
     rows.append(Check("deepImageJ: headless Fiji", NOT_RUN, "needs Fiji with deepImageJ (PyTorch 1.13.1, ONNX opset 17)"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import PackageFailed
+from .package_files import refuse_files_outside
 from .publish import FAIL, Check, failed, format_checks, package_root, partner_checks, upload_checks
 from .zoo_test import formats_to_test, run_zoo_tests
 
@@ -22,11 +23,14 @@ def _token_set() -> bool:
 def check_package(source: Path, weight_format: Optional[str], partners: bool, for_upload: bool,
                   echo: Callable[[str], None] = print) -> tuple[Any, list[Check]]:
     """(the description, every check row) printed as tables: the upload checks, then (``partners``) the
-    partner rules. The package must not name remote files (trust.refuse_downloads)."""
+    partner rules. The package must not name remote files (trust.refuse_downloads), nor, for an upload, files
+    outside it (refused before any test runs)."""
     from ..trust import read_description, refuse_downloads
 
     descr = read_description(source)
     refuse_downloads(descr, source, False)
+    if for_upload:
+        refuse_files_outside(source, descr)
     # with the partners, test once, as the collection does (determinism="full"); both tables show these runs
     tests = run_zoo_tests(source, formats_to_test(descr, weight_format, echo),
                           determinism="full" if partners else "seed_only")
