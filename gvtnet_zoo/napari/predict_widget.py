@@ -8,6 +8,7 @@ which comes back as a lazy layer.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -45,12 +46,23 @@ def placement(layer: Any, shape: tuple[int, ...], space: int) -> dict[str, Any]:
     return {"scale": scale, "translate": translate}
 
 
+def axis_names(letters: str, layer: Any) -> tuple[str, ...]:
+    """Names for an output's axes (``letters`` of bczyx): the input layer's own where the output has its layout
+    and the input's are not napari's defaults ("-3", "-2", ...), the letters otherwise."""
+    own = tuple(getattr(layer, "axis_labels", ()) or ())
+    if len(own) != len(letters):
+        return tuple(letters)
+    return tuple(letter if re.fullmatch(r"-?\d+", name) else name for letter, name in zip(letters, own))
+
+
 def layer_output(array: np.ndarray, letters: str, layer: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """An output (axes ``letters`` of bczyx) as layer data without singleton batch/channel axes, placed on the
-    input layer."""
+    input layer, its axes named."""
     keep = [i for i, letter in enumerate(letters) if not (letter in "bc" and array.shape[i] == 1)]
     data = array.reshape([array.shape[i] for i in keep])
-    return data, placement(layer, data.shape, sum(1 for i in keep if letters[i] in "zyx"))
+    kept = "".join(letters[i] for i in keep)
+    return data, {**placement(layer, data.shape, sum(1 for i in keep if letters[i] in "zyx")),
+                  "axis_labels": axis_names(kept, layer)}
 
 
 def _lazy_source(layer: Any) -> Optional[Path]:
@@ -228,5 +240,7 @@ def _lazy_layer(path: Path, layer: Any) -> tuple[Any, dict[str, Any]]:
     entry, _ = multiscales(group.attrs.asdict())
     levels = [da.from_zarr(group[d["path"]]) for d in entry["datasets"]]
     space = sum(1 for axis in entry["axes"] if axis.get("type") == "space")
+    names = tuple(str(axis.get("name", "")) for axis in entry["axes"])  # OME-Zarr names its axes (t, c, z, y, x)
+    labels = {"axis_labels": names} if len(names) == levels[0].ndim and all(names) else {}
     return levels if len(levels) > 1 else levels[0], {**placement(layer, levels[0].shape, space),
-                                                      "multiscale": len(levels) > 1}
+                                                      "multiscale": len(levels) > 1, **labels}

@@ -27,11 +27,41 @@ if TYPE_CHECKING:
     import napari
 
 FROM_FILE = "(spec file below)"
+# words that name a split rather than a modality: a target is looked for in the source's own split
+SPLIT_WORDS = frozenset({"held", "out", "val", "validation", "test", "train", "training"})
+# words that name an input (the shipped samples' "transmitted light", "noisy nuclei"): unlikely targets
+SOURCE_WORDS = frozenset({"transmitted", "light", "brightfield", "bright", "phase", "dic", "noisy", "raw", "input",
+                          "source"})
 
 
 def _layer_file(name: str) -> str:
     """A layer name as a TIFF file name (source and target of a pair share it)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "image"
+
+
+def _words(name: str) -> set[str]:
+    """A layer name's lower-case words."""
+    return set(re.findall(r"[a-z0-9]+", name.lower()))
+
+
+def _shape(layer: Any) -> tuple[int, ...]:
+    """A layer's (first level's) shape."""
+    return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+
+
+def partner_layer(source: Any, layers: list[Any]) -> Any:
+    """The layer ``source`` is most likely paired with, or None when no other layer has as many axes: the same
+    shape first, then the same split (held out, validation, ...), then a name unlike an input's, then the
+    nearest after it in the layer list (the shipped samples: transmitted light -> Hoechst, noisy nuclei -> nuclei)."""
+    if source is None:
+        return None
+    others = [layer for layer in layers if layer is not source and len(_shape(layer)) == len(_shape(source))]
+    if not others:
+        return None
+    split, index = _words(source.name) & SPLIT_WORDS, layers.index(source) if source in layers else 0
+    return min(others, key=lambda layer: (_shape(layer) != _shape(source), _words(layer.name) & SPLIT_WORDS != split,
+                                          bool(_words(layer.name) & SOURCE_WORDS),
+                                          (layers.index(layer) - index) % len(layers)))
 
 
 def data_folders(run: Path) -> tuple[Path, Path]:
@@ -49,7 +79,7 @@ class TrainWidget(WorkerWidget):
         self.spec = ComboBox(label="spec", choices=[FROM_FILE, *bundled_spec_names()], value="demo-gvtnet-label-free-2d")
         self.spec_file = FileEdit(label="spec file", mode="r", filter="*.yaml")
         self.source = create_widget(annotation="napari.layers.Image", label="source")
-        self.target = create_widget(annotation="napari.layers.Image", label="target")
+        self.target = create_widget(annotation=Optional["napari.layers.Image"], label="target")
         self.val_source = create_widget(annotation=Optional["napari.layers.Image"], label="validation source")
         self.val_target = create_widget(annotation=Optional["napari.layers.Image"], label="validation target")
         self.data = FileEdit(label="or data folder", mode="d", tooltip="source/ and target/ (then the layers are not used)")
@@ -73,12 +103,29 @@ class TrainWidget(WorkerWidget):
                      self.train_button, self.stop_button, self.resume_button, self.progress, self.status])
         self.native.layout().addWidget(self.plot.canvas)
         self._stop: Optional[StopRequest] = None
+        self._space = 2  # the running spec's spatial axes (2 or 3), to name a sample prediction's axes
+        self.source.changed.connect(self._pick_target)
         self.spec.changed.connect(self._fill_from_spec)
         self.spec_file.changed.connect(self._fill_from_spec)
         self.train_button.changed.connect(lambda: self.start(resume=False))
         self.resume_button.changed.connect(lambda: self.start(resume=True))
         self.stop_button.changed.connect(self.stop)
         self._fill_from_spec()
+        self._pick_target()
+
+    def reset_choices(self, *args: Any) -> None:
+        """The layer lists anew (napari calls this when layers come and go), then a target if none fits."""
+        super().reset_choices(*args)
+        if hasattr(self, "_stop"):  # not while __init__ is still adding the fields
+            self._pick_target()
+
+    def _pick_target(self) -> None:
+        """Keep a target of the source's shape; otherwise the source's likely partner, never the source itself
+        (training a layer on itself only learns to copy it)."""
+        source, target = self.source.value, self.target.value
+        if target is not None and target is not source and _shape(target) == _shape(source):
+            return
+        self.target.value = partner_layer(source, [layer for layer in self.target.choices if layer is not None])
 
     def _spec_source(self) -> str:
         if self.spec.value != FROM_FILE:
@@ -137,6 +184,7 @@ class TrainWidget(WorkerWidget):
             spec = load_spec(RunDir(run).spec, [f"train.steps={self.steps.value}"])
         else:
             spec = load_spec(self._spec_source(), self.settings())
+        self._space = spec.model.input_dims
         job: dict[str, Any] = {"spec": spec, "run": run, "resume": resume, "device": self.device.value}
         train_dir, val_dir = data_folders(run)
         if chosen_path(self.data) is not None:
@@ -160,6 +208,9 @@ class TrainWidget(WorkerWidget):
         for source, target in pairs:
             if source is None or target is None:
                 raise UserError("choose a source and a target layer (and both or neither of the validation pair)")
+            if source is target:
+                raise UserError(f"source and target are the same layer {source.name!r}: training would only learn to "
+                                "copy it; choose the layer to predict (e.g. the fluorescence) as the target")
             if source.data.ndim not in (dims, dims + 1):
                 raise UserError(f"layer {source.name!r} has {source.data.ndim} dimensions; the spec's model takes "
                                 f"{dims}-dimensional images (or a stack of them); choose a matching layer or spec")
@@ -183,7 +234,10 @@ class TrainWidget(WorkerWidget):
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = prediction
             else:
-                self.viewer.add_image(prediction, name=name, colormap="magma")
+                # named axes, not napari's "-3", "-2", "-1": the model's space, channels before it
+                extra = prediction.ndim - self._space
+                labels = ("c",) * extra + ("z", "y", "x")[-self._space:] if extra in (0, 1) else None
+                self.viewer.add_image(prediction, name=name, colormap="magma", axis_labels=labels)
         self.plot.draw()
 
     def on_return(self, run: Any) -> None:

@@ -37,6 +37,52 @@ def _errors(notifications: list) -> list[str]:
     return [str(n.message) for n in notifications if n.severity == "error"]
 
 
+def test_sample_layers_name_their_axes(make_napari_viewer: Any) -> None:
+    volume = make_napari_viewer()
+    volume.open_sample("gvtnet-zoo", "nuclei-3d")
+    assert volume.dims.axis_labels == ("z", "y", "x")  # not napari's "-3", "-2", "-1"
+    assert all(layer.axis_labels == ("z", "y", "x") for layer in volume.layers)
+    time_lapse = make_napari_viewer()
+    time_lapse.open_sample("gvtnet-zoo", "label-free")
+    assert time_lapse.dims.axis_labels == ("t", "y", "x")
+
+
+def test_the_target_defaults_to_the_sources_partner_never_the_source(make_napari_viewer: Any) -> None:
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)  # napari renews the layer lists as layers arrive
+    viewer.open_sample("gvtnet-zoo", "label-free")
+    viewer.open_sample("gvtnet-zoo", "nuclei-3d")
+    assert widget.source.value.name == "transmitted light" and widget.target.value.name == "Hoechst"
+    widget.source.value = viewer.layers["transmitted light (held out)"]
+    assert widget.target.value.name == "Hoechst (held out)"
+    widget.source.value = viewer.layers["noisy nuclei (simulated)"]
+    assert widget.target.value.name == "nuclei"
+    widget.target.value = viewer.layers["noisy nuclei (simulated)"]  # the user may still choose it; Train refuses
+    assert TrainWidget(viewer).target.value.name == "Hoechst"  # a widget opened on the layers already there
+    alone = make_napari_viewer()
+    alone.add_image(np.zeros((64, 64), np.float32), name="only")
+    assert TrainWidget(alone).target.value is None  # nothing to pair with: no target rather than the source
+
+
+def test_source_equal_to_target_is_one_line_and_starts_no_worker(make_napari_viewer: Any, tmp_path: Path,
+                                                                 notifications: list, monkeypatch: Any) -> None:
+    from gvtnet_zoo.napari import train_widget
+
+    started: list[Any] = []
+    monkeypatch.setattr(train_widget, "_train", lambda *args: started.append(args))
+    viewer = make_napari_viewer()
+    viewer.open_sample("gvtnet-zoo", "label-free")
+    widget = TrainWidget(viewer)
+    widget.run_dir.value = tmp_path / "run"
+    widget.target.value = widget.source.value = viewer.layers["transmitted light"]
+    widget.train_button.native.click()
+    errors = _errors(notifications)
+    assert len(errors) == 1 and "\n" not in errors[0] and "same layer 'transmitted light'" in errors[0]
+    assert widget.worker is None and not widget.busy and not started and widget.train_button.enabled
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_training_input_is_one_notification_and_writes_nothing(make_napari_viewer: Any, tmp_path: Path,
                                                                     notifications: list, capsys: Any) -> None:
     viewer = make_napari_viewer()

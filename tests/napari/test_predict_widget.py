@@ -162,12 +162,16 @@ def test_outputs_are_placed_on_the_input_layer_rescaled_where_the_model_resample
 
     layer = SimpleNamespace(data=np.zeros((8, 64, 64)), multiscale=False, scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
     same, where = layer_output(np.zeros((1, 1, 8, 64, 64)), "bczyx", layer)
-    assert same.shape == (8, 64, 64) and where == {"scale": [2.0, 0.5, 0.5], "translate": [0.0, 10.0, 20.0]}
+    assert same.shape == (8, 64, 64) and where == {"scale": [2.0, 0.5, 0.5], "translate": [0.0, 10.0, 20.0],
+                                                   "axis_labels": ("z", "y", "x")}
     upsampled, where = layer_output(np.zeros((1, 2, 8, 128, 128)), "bczyx", layer)  # x2 in y, x; two channels
     assert upsampled.shape == (2, 8, 128, 128)
-    assert where == {"scale": [1.0, 2.0, 0.25, 0.25], "translate": [0.0, 0.0, 10.0, 20.0]}
+    assert where == {"scale": [1.0, 2.0, 0.25, 0.25], "translate": [0.0, 0.0, 10.0, 20.0],
+                     "axis_labels": ("c", "z", "y", "x")}
     projected, where = layer_output(np.zeros((1, 1, 64, 64)), "bcyx", layer)  # 3D to 2D: the last two axes
-    assert projected.shape == (64, 64) and where["scale"] == [0.5, 0.5]
+    assert projected.shape == (64, 64) and where["scale"] == [0.5, 0.5] and where["axis_labels"] == ("y", "x")
+    layer.axis_labels = ("t", "-2", "-1")  # the input's own names where it has some, letters for napari's defaults
+    assert layer_output(np.zeros((8, 1, 64, 64)), "bcyx", layer)[1]["axis_labels"] == ("t", "y", "x")
 
 
 def test_a_lazy_layer_without_a_file_is_not_loaded_when_it_cannot_fit(make_napari_viewer: Any, qtbot: Any,

@@ -55,6 +55,7 @@ def test_train_stop_resume_package_predict(make_napari_viewer: Any, qtbot: Any, 
     assert steps == [1, 2, 3, 4, 5, 6] and all(np.isfinite(losses))  # the stopped part, read back, and the rest
     assert trainer.plot.series["validation"][0][-1] == 6
     assert viewer.layers["run sample prediction"].data.shape == (64, 64)
+    assert viewer.layers["run sample prediction"].axis_labels == ("y", "x")
     # the run folder is the CLI's: the command line continues what the widget trained
     train_dir, val_dir = data_folders(run)
     assert main(["train", str(run / "spec.yaml"), "--data", str(train_dir), "--val", str(val_dir), "--out", str(run),
