@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import PackageFailed, TrainingInterrupted, UserError, os_error_line
+from .errors import InputWarning, PackageFailed, TrainingInterrupted, UserError, os_error_line
 from .huge_pages import use_huge_pages
 
 # the HTTP clients bioimageio.spec downloads with (only with --allow-download)
@@ -287,7 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       line: str | None = None) -> str:
+    """Warnings about the user's input as one line, like the errors; others as Python formats them."""
+    if issubclass(category, InputWarning):
+        return f"gvtnet-zoo: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warnings
     use_huge_pages()  # before torch's first allocation, the only time PyTorch reads the setting
     args = build_parser().parse_args(argv)
     try:

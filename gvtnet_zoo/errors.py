@@ -13,6 +13,10 @@ class TrainingInterrupted(Exception):
     """Ctrl-C during training; last.pt holds the last finished step. Exit code 130."""
 
 
+class InputWarning(UserWarning):
+    """Something in the user's input was set aside (e.g. unusable metadata); the CLI shows it as one line."""
+
+
 class Cancelled(Exception):
     """The user cancelled a prediction (the GUI's Cancel button); raised between tiles by a progress callback."""
 

@@ -1,6 +1,7 @@
 """Streamed outputs: an OME-Zarr image written tile by tile, its progress kept beside it for ``--resume``.
 
-Level 0 is chunked one tile core per chunk (the plan's cores are disjoint), so writers never share a chunk.
+Level 0 is chunked one tile core per chunk; where a size offset shifts a core's output off that grid, two
+tiles share a chunk, and writers running at once take the plan's write waves (predict/plan.py).
 ``NAME.progress/`` beside the image holds the plan and one empty file per finished tile; the multiscales
 metadata and the downsampled levels are written last, and then the progress folder is removed. A store
 without multiscales metadata is therefore never mistaken for a finished image.

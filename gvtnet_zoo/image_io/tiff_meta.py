@@ -3,6 +3,7 @@ metadata (the X/YResolution tags and ``spacing``, ``unit``), so that streamed ou
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
@@ -30,9 +31,9 @@ def _imagej(tiff: Any) -> tuple[dict[str, float], dict[str, str]]:
     scales = {}
     for axis, tag in (("x", "XResolution"), ("y", "YResolution")):
         found = page.tags.get(tag)
-        if found is not None and found.value[0]:
-            scales[axis] = found.value[1] / found.value[0]  # pixels per unit -> unit per pixel
-    if meta.get("spacing"):
+        if found is not None:  # pixels per unit -> unit per pixel; 0 pixels per unit is an unknown size (volumes.py)
+            scales[axis] = found.value[1] / found.value[0] if found.value[0] else math.inf
+    if meta.get("spacing") is not None:  # a spacing of 0 too: it is dropped with a warning, not silently
         scales["z"] = float(meta["spacing"])
     if unit is None:  # no unit: sizes of unknown meaning (often 1 pixel per inch from a writer's default)
         return {}, {}
@@ -40,7 +41,8 @@ def _imagej(tiff: Any) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def tiff_physical_sizes(tiff: Any) -> tuple[dict[str, float], dict[str, str]]:
-    """({axis letter: voxel size}, {axis letter: NGFF unit}) of an open tifffile.TiffFile; empty when unknown."""
+    """({axis letter: voxel size}, {axis letter: NGFF unit}) of an open tifffile.TiffFile; empty when unknown.
+    Sizes are as the file has them, NaN, zero or negative ones included: volumes.py drops those with a warning."""
     try:
         if tiff.is_ome and tiff.ome_metadata:
             return _ome(tiff)

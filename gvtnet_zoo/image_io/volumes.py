@@ -1,5 +1,6 @@
-"""Volumes read lazily: OME-Zarr (NGFF 0.4 on Zarr v2, NGFF 0.5 on Zarr v3), plain Zarr arrays and TIFF
-through tifffile's Zarr view. Only the regions asked for are read; axes are letters of 'tczyx'.
+"""Volumes read lazily: OME-Zarr (NGFF 0.3 and 0.4 on Zarr v2, NGFF 0.5 on Zarr v3; metadata in ngff_meta.py),
+plain Zarr arrays and TIFF through tifffile's Zarr view. Only the regions asked for are read; axes are letters of
+'tczyx'. Voxel sizes that are not positive finite numbers are dropped with a MetadataWarning.
 
 A ``VolumeSource`` is plain data (a path, a level, axes), so a Dask worker opens the store itself instead
 of receiving voxels from the client.
@@ -7,17 +8,22 @@ of receiving voxels from the client.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import InputWarning, UserError
 from .files import TIFF_AXES, is_zarr, to_model_axes
+from .ngff_meta import metadata_file, multiscales, read_level
 from .tiff_meta import tiff_physical_sizes
 
-NGFF_AXIS_TYPES = {"time": "t", "channel": "c"}
+
+class MetadataWarning(InputWarning):
+    """A file's metadata holds a value that cannot be used (e.g. a NaN voxel size); it is treated as unknown."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,11 @@ class VolumeSource:
 
             store = tifffile.imread(self.path, aszarr=True)
             opened = zarr.open(store, mode="r")
-            return opened if isinstance(opened, zarr.Array) else opened["0"]
+            array = opened if isinstance(opened, zarr.Array) else opened["0"]
+            if any(c > s for c, s in zip(array.chunks, array.shape)):
+                # tifffile's store of pages of 1 x 1 (a z line) names chunks it cannot read: such a file is tiny
+                return tifffile.imread(self.path).reshape(array.shape)
+            return array
         root = zarr.open(self.path, mode="r")
         return root[self.dataset] if self.dataset else root
 
@@ -54,31 +64,7 @@ class VolumeSource:
         return Path(self.path).name
 
 
-def multiscales(attrs: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str]]:
-    """The first multiscales entry and the NGFF version of a group's attributes (0.5 nests them under 'ome')."""
-    if "ome" in attrs and isinstance(attrs["ome"], dict):
-        entries, version = attrs["ome"].get("multiscales"), attrs["ome"].get("version", "0.5")
-    else:
-        entries = attrs.get("multiscales")
-        version = entries[0].get("version", "0.4") if entries else None
-    return (entries[0], str(version)) if entries else (None, None)
-
-
-def _ngff_axes(entry: dict[str, Any], path: Path) -> tuple[str, dict[str, str]]:
-    letters, units = "", {}
-    for axis in entry.get("axes") or []:
-        name, kind = axis.get("name", ""), axis.get("type", "")
-        letter = NGFF_AXIS_TYPES.get(kind, name if kind == "space" else "")
-        if letter not in "tczyx" or not letter or letter in letters:
-            raise UserError(f"{path}: axis {name!r} ({kind or 'no type'}) is not one of t, c, z, y, x; "
-                            "give --axes to say which is which")
-        letters += letter
-        if axis.get("unit"):
-            units[letter] = str(axis["unit"])
-    return letters, units
-
-
-def _open_zarr(path: Path, level: Optional[int], override: Optional[str]) -> VolumeSource:
+def _open_zarr(path: Path, level: int, override: Optional[str]) -> VolumeSource:
     import zarr
 
     try:
@@ -89,37 +75,37 @@ def _open_zarr(path: Path, level: Optional[int], override: Optional[str]) -> Vol
         if level:
             raise UserError(f"{path} is a single Zarr array without levels; drop --level")
         return _source(path, "zarr", "", root, override or "", {}, {}, None)
-    entry, version = multiscales(root.attrs.asdict())
+    entry, version = multiscales(root.attrs.asdict(), metadata_file(path))
     if entry is None:
         arrays = sorted(name for name, _ in root.arrays())
         raise UserError(f"{path} is a Zarr group without OME-Zarr multiscales metadata (arrays: "
                         f"{', '.join(arrays) or 'none'}); give the array's own folder, e.g. {path / (arrays or ['0'])[0]}")
-    datasets = entry.get("datasets") or []
-    chosen = level or 0
-    if chosen >= len(datasets):
-        raise UserError(f"--level {chosen}: {path} has {len(datasets)} level(s), 0 to {len(datasets) - 1}")
-    dataset = datasets[chosen]
-    axes, units = _ngff_axes(entry, path) if not override else (override, {})
-    scales, translations = _placement(axes, dataset.get("coordinateTransformations"), entry.get("coordinateTransformations"))
-    source = _source(path, "zarr", dataset["path"], root[dataset["path"]], axes, scales, units, version)
-    return replace(source, translations=translations)
+    chosen = read_level(root, path, entry, version, level, override)
+    source = _source(path, "zarr", chosen.dataset, chosen.array, chosen.axes, chosen.scales, chosen.units, version)
+    return replace(source, translations=_finite_translations(path, chosen.translations))
 
 
-def _placement(axes: str, level: Any, image: Any) -> tuple[dict[str, float], dict[str, float]]:
-    """(scale, translation) per axis of a level in physical space: the level's transformations, then the
-    multiscale's own (NGFF applies the dataset's first): scale s_i s_d, translation s_i t_d + t_i."""
-    placed = []
-    for transforms in (level or [], image or []):
-        scale, shift = [1.0] * len(axes), [0.0] * len(axes)
-        for transform in transforms:
-            if transform.get("type") == "scale":
-                scale = [float(v) for v in transform["scale"]]
-            elif transform.get("type") == "translation":
-                shift = [float(v) for v in transform["translation"]]
-        placed.append((scale, shift))
-    (ds, dt), (ims, imt) = placed
-    return ({a: ds[i] * ims[i] for i, a in enumerate(axes)},
-            {a: ims[i] * dt[i] + imt[i] for i, a in enumerate(axes) if ims[i] * dt[i] + imt[i]})
+def _known_sizes(path: Path, scales: dict[str, float], units: dict[str, str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Only positive finite voxel sizes: a NaN, zero or negative one (a writer's placeholder, a sign convention)
+    would be copied into the output's OME-Zarr scale, which viewers and the NGFF validator reject. Such an axis
+    is treated as unknown (scale 1, no unit), with one warning per file."""
+    bad = {a: v for a, v in scales.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        listed = ", ".join(f"{a} ({v:g})" for a, v in bad.items())
+        warnings.warn(f"{path.name}: voxel size not a positive finite number on ax{'es' if len(bad) > 1 else 'is'} "
+                      f"{listed}; treated as unknown (scale 1)", MetadataWarning, stacklevel=5)  # open_volume's caller
+    return ({a: v for a, v in scales.items() if a not in bad},
+            {a: u for a, u in units.items() if a not in bad})
+
+
+def _finite_translations(path: Path, translations: dict[str, float]) -> dict[str, float]:
+    """Positions without NaN or Inf (the output would carry them); such an axis starts at 0, with a warning."""
+    bad = {a: v for a, v in translations.items() if not math.isfinite(v)}
+    if bad:
+        listed = ", ".join(f"{a} ({v:g})" for a, v in bad.items())
+        warnings.warn(f"{path.name}: position (translation) not a finite number on ax{'es' if len(bad) > 1 else 'is'} "
+                      f"{listed}; treated as unknown (0)", MetadataWarning, stacklevel=4)  # open_volume's caller
+    return {a: v for a, v in translations.items() if a not in bad}
 
 
 def _open_tiff(path: Path, override: Optional[str]) -> VolumeSource:
@@ -145,17 +131,20 @@ def _source(path: Path, kind: str, dataset: str, array: Any, axes: str, scales: 
     if len(axes) != array.ndim or set(axes) - set("tczyx") or len(set(axes)) != len(axes):
         raise UserError(f"{path}: axes {axes or '(none)'!r} do not fit its {array.ndim} dimensions {array.shape}; "
                         "give --axes with one distinct letter of tczyx per dimension")
-    return VolumeSource(str(path), kind, dataset, axes, tuple(array.shape), str(array.dtype), tuple(array.chunks),
-                        {a: v for a, v in scales.items() if a in axes}, {a: u for a, u in units.items() if a in axes},
-                        version)
+    scales, units = _known_sizes(path, {a: v for a, v in scales.items() if a in axes},
+                                 {a: u for a, u in units.items() if a in axes})
+    return VolumeSource(str(path), kind, dataset, axes, tuple(array.shape), str(array.dtype), tuple(getattr(array, "chunks", array.shape)),
+                        scales, units, version)
 
 
 def open_volume(path: Path, level: Optional[int] = None, axes: Optional[str] = None) -> VolumeSource:
     """A lazy volume: an OME-Zarr image (its ``level``, 0 = full resolution), a Zarr array or a TIFF file."""
+    if level is not None and level < 0:  # Python's negative index would silently pick the coarsest level
+        raise UserError(f"--level {level}: levels count from 0 (full resolution) upwards; give 0 or more")
     if not path.exists():
         raise UserError(f"input {path} not found; check the path")
     if is_zarr(path):
-        return _open_zarr(path, level, axes.replace("b", "t") if axes else None)
+        return _open_zarr(path, level or 0, axes.replace("b", "t") if axes else None)
     if level:
         raise UserError(f"--level {level}: {path.name} is not an OME-Zarr image with levels")
     return _open_tiff(path, axes.replace("b", "t") if axes else None)
