@@ -25,3 +25,15 @@ def package_sha256(source: str | Path) -> str:
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(f"{file.relative_to(folder)}\0{file_sha256(file)}\0".encode())
     return digest.hexdigest()
+
+
+def files_fingerprint(path: str | Path) -> str:
+    """What changes when a file, or any file under a folder, is rewritten (name, size and modification time of
+    each, no content read: a volume's store may hold terabytes). Symbolic links are followed."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root) if file != root else file.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()

@@ -93,8 +93,26 @@ def load_zoo_model(source: str | Path, weight_format: Optional[str] = None, devi
     if chosen == "pytorch_state_dict":
         echo(f"note: running the network code from {architecture_origin(descr)} "
              "because --weight-format pytorch_state_dict was asked for")
+    _check_weights_file(descr, chosen, source)
     devices, label = _devices(chosen, device, local_rank)
     return ZooModel(descr, chosen, devices, label)
+
+
+def _check_weights_file(descr: Any, weight_format: str, source: str | Path) -> None:
+    """The chosen weights file is in the package and has the sha256 its description states, checked before any
+    output is made (bioimageio.core finds out only when it loads them, deep in a run)."""
+    from bioimageio.spec.utils import get_reader
+
+    entry = getattr(descr.weights, weight_format)
+    if str(entry.source).startswith(("http://", "https://")):  # remote: checked when downloaded (--allow-download)
+        return
+    name = getattr(entry.source, "name", None) or str(entry.source)
+    try:
+        get_reader(entry)  # opens it and compares its sha256 with the description's (closed when dropped)
+    except (OSError, ValueError) as err:
+        problem = "fails its sha256 check" if "SHA256" in str(err) else "is missing"
+        raise UserError(f"{source}: its {weight_format} weights file {name} {problem}; the package is damaged or was "
+                        "altered: get it anew, or choose other weights with --weight-format") from None
 
 
 def _missing_module(err: BaseException) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 Each worker builds the tile step once (the model loaded, the store opened) and keeps it; a task gets the
 plan's tile, reads it from the store itself and writes its core to the output store, so voxels never pass
-through the client. Dask reruns the tasks of a worker that dies; a tile written twice is written the same.
+through the client. Tiles run in the plan's write waves: two tasks at once never write to one chunk. Dask reruns the tasks of a worker that dies; a tile written twice is written the same.
 Global context: per GVTO, every tile's K^T V and query count are summed by a tree reduction on the
 workers, and the sums (a few kB) are the arguments of the later passes.
 """
@@ -99,11 +99,13 @@ class DaskExecutor:
         """Every time point's remaining tiles as tasks; ``check`` sees the first time point's few it wants."""
         from distributed import as_completed
 
-        [shared] = self.client.scatter([job], broadcast=True)
+        # hash=False: keys of their own; equal contents (the empty statistics of every image, say) would share a key,
+        # and the release of the last image's copy could cancel the tasks of the next ("lost dependencies")
+        [shared] = self.client.scatter([job], broadcast=True, hash=False)
         tiles = job.plan.tiles()
         for point, remaining in todo.items():
             # in a list: a dict would be scattered value by value, keyed by the measures, the same at every time point
-            [stat] = self.client.scatter([statistics(point)], broadcast=True)
+            [stat] = self.client.scatter([statistics(point)], broadcast=True, hash=False)
             contexts: Optional[list[Any]] = None
             if job.global_context:
                 contexts = []
@@ -113,13 +115,14 @@ class DaskExecutor:
                     contexts.append(self._tree_sum(parts))
                     bar.set_postfix_str(f"context {index + 1}")
             first = point == min(todo)
-            futures = {self.client.submit(_predict_task, shared, point, tile, stat, contexts, first and check.wants(tile.index),
-                                          pure=False): tile for tile in remaining}
-            for finished in as_completed(futures):
-                kept = finished.result()  # a task's error stops the run here
-                if kept is not None:
-                    check.offer(futures[finished], kept)
-                bar.update()
+            for wave in job.plan.write_waves(remaining):  # tiles running at once never write to one chunk
+                futures = {self.client.submit(_predict_task, shared, point, tile, stat, contexts,
+                                              first and check.wants(tile.index), pure=False): tile for tile in wave}
+                for finished in as_completed(futures):
+                    kept = finished.result()  # a task's error stops the run here
+                    if kept is not None:
+                        check.offer(futures[finished], kept)
+                    bar.update()
 
     def close(self) -> None:
         self.client.close()

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ..errors import UserError
-from .sizes import fixed_grid, input_axis_of, valid_size
+from .sizes import fixed_grid, input_axis_of, output_length, valid_size
 
 Window = tuple[int, int, int, int]  # core start, core stop, tile start, tile stop (input voxels)
 
@@ -82,6 +82,7 @@ class Tile:
     index: int
     read: dict[str, tuple[int, int]]  # input axis -> [start, stop) on the padded grid
     cores: dict[str, tuple[int, int]]  # input axis -> the core [start, stop)
+    position: tuple[int, ...] = ()  # the window's index along each of the plan's axes
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,43 @@ class TilePlan:
     outputs: dict[str, list[OutputAxis]]  # output id -> its axes, in order
 
     def tiles(self) -> list[Tile]:
-        combos = itertools.product(*[a.windows() for a in self.axes])
-        return [Tile(i, {a.axis: (t0, t1) for a, (_, _, t0, t1) in zip(self.axes, combo)},
-                     {a.axis: (c0, c1) for a, (c0, c1, _, _) in zip(self.axes, combo)})
-                for i, combo in enumerate(combos)]
+        windows = [a.windows() for a in self.axes]
+        positions = itertools.product(*[range(len(w)) for w in windows])
+        return [Tile(i, {a.axis: w[k][2:] for a, w, k in zip(self.axes, windows, position)},
+                     {a.axis: w[k][:2] for a, w, k in zip(self.axes, windows, position)}, position)
+                for i, position in enumerate(positions)]
+
+    def write_waves(self, tiles: list[Tile]) -> list[list[Tile]]:
+        """``tiles`` in waves within which no two tiles write to one chunk of any output (``chunks``): writers
+        running at once (Dask workers) must never share a chunk, or one's voxels are lost. One wave where the
+        cores' outputs are whole chunks; where a size offset shifts them off the chunk grid, tiles whose windows
+        lie a stride apart along some axis (2 for a shift under a chunk) share none."""
+        strides = []
+        for plan_axis in self.axes:
+            stride = 1
+            for output_id, axes in self.outputs.items():
+                for axis, chunk in zip(axes, self.chunks(output_id)):
+                    if axis.source != plan_axis.axis:
+                        continue
+                    owned = [self._owned(axis, c0, c1) for c0, c1, _, _ in plan_axis.windows()]
+                    touched = [(start // chunk, (stop - 1) // chunk) for start, stop in owned if stop > start]
+                    # owned ranges increase along the axis, so a stride that separates neighbours separates all
+                    while any(touched[i][1] >= touched[i + stride][0] for i in range(len(touched) - stride)):
+                        stride += 1
+            strides.append(stride)
+        waves: dict[tuple[int, ...], list[Tile]] = {}
+        for tile in tiles:
+            waves.setdefault(tuple(p % s for p, s in zip(tile.position, strides)), []).append(tile)
+        return list(waves.values())
+
+    def _owned(self, axis: OutputAxis, c0: int, c1: int) -> tuple[int, int]:
+        """[start, stop) of the whole output along ``axis`` that the core [c0, c1) of its source axis owns: the
+        outputs whose centres lie in it (see ``output_region``)."""
+        padded = next(a.padded for a in self.axes if a.axis == axis.source)
+        shift = axis.offset / 2
+        start = 0 if c0 == 0 else round(c0 * axis.ratio + shift)
+        stop = axis.size if c1 == padded else min(round(c1 * axis.ratio + shift), axis.size)
+        return start, max(start, stop)
 
     def neighbours(self) -> dict[str, int]:
         """Per tiled axis with several tiles, the index of the first tile's neighbour along it (the halo check)."""
@@ -112,7 +146,6 @@ class TilePlan:
         J = t0 * ratio + j (a size offset trims or widens both alike). A core [c0, c1) owns the outputs whose
         centres lie in it: [c0 * ratio + offset / 2, c1 * ratio + offset / 2), so a valid-convolution model
         (negative offset) needs |offset| / 2 output voxels of halo on each side, as its declared halo says."""
-        sizes = {a.axis: a.padded for a in self.axes}
         local, place = [], []
         for axis, length in zip(self.outputs[output_id], produced):
             size = length if axis.size < 0 else axis.size
@@ -120,16 +153,13 @@ class TilePlan:
                 local.append(slice(0, min(length, size)))
                 place.append(slice(0, min(length, size)))
                 continue
-            (c0, c1), (t0, t1) = tile.cores[axis.source], tile.read[axis.source]
-            shift = axis.offset / 2
-            start = 0 if c0 == 0 else round(c0 * axis.ratio + shift)
-            stop = size if c1 == sizes[axis.source] else min(round(c1 * axis.ratio + shift), size)
+            (start, stop), (t0, t1) = self._owned(axis, *tile.cores[axis.source]), tile.read[axis.source]
             origin = round(t0 * axis.ratio)
             if start < origin or stop - origin > length:
                 raise UserError(f"the model's output along {axis.axis} ({length} voxels for a tile of {t1 - t0}) does "
                                 f"not cover the tile's core; give a larger --halo along {axis.source}")
-            local.append(slice(start - origin, max(start, stop) - origin))
-            place.append(slice(start, max(start, stop)))
+            local.append(slice(start - origin, stop - origin))
+            place.append(slice(start, stop))
         return tuple(local), tuple(place)
 
     def chunks(self, output_id: str) -> tuple[int, ...]:
@@ -143,10 +173,11 @@ class TilePlan:
                 "outputs": {k: [asdict(a) for a in v] for k, v in self.outputs.items()}}
 
 
-def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: dict[str, int]) -> TilePlan:
-    """The plan for a format 0.5 ``descr`` on an image of ``sizes`` (first input's axis id -> size); other inputs
-    share its grid. ``tile``: wanted tile length per axis (axes not named stay whole); ``halo``: per axis, in
-    input voxels."""
+def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: dict[str, int],
+               batch: int = 1) -> TilePlan:
+    """The plan for a format 0.5 ``descr`` on an image of ``sizes`` (first input's space axis id -> size); other
+    inputs share its grid. ``tile``: wanted tile length per axis (axes not named stay whole); ``halo``: per axis,
+    in input voxels; ``batch``: the images in one sample (an in-memory time series; streamed: one at a time)."""
     from bioimageio.spec.model import v0_5
 
     tensor = descr.inputs[0]
@@ -170,19 +201,19 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
                             "each side; give a smaller --halo") from None
         core = windows[0][1] - windows[0][0]
         axes.append(AxisPlan(name, size, padded, length, core, tiled and length < padded, h, step))
-    return TilePlan(axes, {str(o.id): _output_axes(o, tensor, sizes) for o in descr.outputs})
+    return TilePlan(axes, {str(o.id): _output_axes(o, tensor, sizes, batch) for o in descr.outputs})
 
 
-def _output_axes(output: Any, tensor: Any, sizes: dict[str, int]) -> list[OutputAxis]:
+def _output_axes(output: Any, tensor: Any, sizes: dict[str, int], batch: int) -> list[OutputAxis]:
     axes = []
     for axis in output.axes:
         source = input_axis_of(axis, tensor)
         if source is not None:
             name, ratio, offset = source
-            axes.append(OutputAxis(str(axis.id), name, ratio, offset, math.floor(sizes[name] * ratio) + offset))
+            axes.append(OutputAxis(str(axis.id), name, ratio, offset, output_length(sizes[name], ratio, offset, name)))
         elif axis.type == "channel":
             axes.append(OutputAxis(str(axis.id), None, 1.0, 0, len(axis.channel_names)))
         else:
             size: Optional[int] = axis.size if isinstance(getattr(axis, "size", None), int) else None
-            axes.append(OutputAxis(str(axis.id), None, 1.0, 0, 1 if axis.type == "batch" else (size or -1)))
+            axes.append(OutputAxis(str(axis.id), None, 1.0, 0, batch if axis.type == "batch" else (size or -1)))
     return axes

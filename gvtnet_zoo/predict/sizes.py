@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from ..errors import UserError
+
 
 def fixed_grid(size: int) -> int:
     """The grid tiles of a fixed-size axis start on: the largest power of two dividing ``size``, at most 16 and a
@@ -74,6 +76,16 @@ def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
     return original
 
 
+def output_length(size: int, ratio: float, offset: int, axis: str) -> int:
+    """The output's length along an axis following an input axis of ``size`` (x ``ratio`` + ``offset``); an image
+    too small for any output is refused (a valid convolution's output would have no voxels)."""
+    length = math.floor(size * ratio) + offset
+    if length < 1:
+        raise UserError(f"the image is too small along {axis} ({size} voxels): the model's output would have "
+                        f"{length}; give an image of at least {math.ceil((1 - offset) / ratio)} voxels along {axis}")
+    return length
+
+
 def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -> Any:
     """Cut the outputs back to what the unpadded inputs give (outputs sized by reference to an input)."""
     for out in descr.outputs:
@@ -84,7 +96,7 @@ def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -
                 if source is not None:
                     name, ratio, offset = source
                     size = next(n for a, n in original[tensor.id].items() if str(a) == name)
-                    crop[axis.id] = slice(0, math.floor(size * ratio) + offset)
+                    crop[axis.id] = slice(0, output_length(size, ratio, offset, name))
                     break
         result.members[out.id] = result.members[out.id][crop]
     return result

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..atomic import refuse_to_touch_inputs
 from ..errors import UserError
-from ..hashing import package_sha256
+from ..hashing import files_fingerprint, package_sha256
 from ..image_io.files import to_model_axes
 from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, release_locks, take_locks
 from ..image_io.volumes import VolumeSource, open_volume
@@ -31,7 +31,7 @@ from .plan import TilePlan, plan_tiles
 from .run import PredictionSummary
 from .stats import volume_statistics
 from .tensors import axis_ids, axis_letters, check_channels
-from .tile_step import StreamJob, TileStep
+from .tile_step import StreamJob, TileStep, release_models
 
 
 def _letters(tensor: Any) -> str:
@@ -79,8 +79,8 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
 
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
              global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
-             halo: dict[str, int], on_dask: bool = False,
-             echo: Callable[[str], None] = lambda _: None) -> tuple[StreamJob, Any]:
+             halo: dict[str, int], on_dask: bool = False, echo: Callable[[str], None] = lambda _: None,
+             model_sha256: str = "") -> tuple[StreamJob, Any]:
     """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
     from bioimageio.spec.model import v0_5
 
@@ -105,15 +105,17 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     plan = plan_tiles(descr, sizes, tile, halos)
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
-                     tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos), descr
+                     tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos, model_sha256), descr
 
 
-def _job_json(job: StreamJob, time_points: int, model_sha256: str) -> dict[str, Any]:
+def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one: the model's bytes (a package re-made at the same
-    path is another model), the input's path, dataset and metadata, and the plan."""
+    path is another model), the input's path, dataset, metadata and files (rewritten voxels would mix old and
+    new tiles), and the plan."""
     source = job.source
-    return {"model": job.model_source, "model_sha256": model_sha256, "weights": job.weight_format, "source": source.path,
-            "dataset": source.dataset, "shape": source.shape, "axes": source.axes, "scales": source.scales,
+    stored = Path(source.path) / source.dataset if source.kind == "zarr" and source.dataset else Path(source.path)
+    return {"model": job.model_source, "model_sha256": job.model_sha256, "weights": job.weight_format, "source": source.path,
+            "dataset": source.dataset, "input_files": files_fingerprint(stored), "shape": source.shape, "axes": source.axes, "scales": source.scales,
             "units": source.units, "global_context": job.global_context, "time_points": time_points,
             "plan": job.plan.to_json()}
 
@@ -125,18 +127,18 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                     echo: Callable[[str], None] = print, progress: Progress = no_progress) -> PredictionSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
+    model_sha256 = package_sha256(model_source) if Path(model_source).exists() else ""
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo,
-                     on_dask=dask is not None, echo=echo if index == 0 else lambda _: None)
+                     on_dask=dask is not None, echo=echo if index == 0 else lambda _: None, model_sha256=model_sha256)
             for index, s in enumerate(sources)]
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
     refuse_to_touch_inputs([*names, *(f"{n}.progress" for n in names)], [s.path for s in sources])
     voxels, tiles_run, plans = 0, 0, []
-    model_sha256 = package_sha256(model_source) if Path(model_source).exists() else ""
     for job, descr in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
-        state = _job_json(job, times, model_sha256)
+        state = _job_json(job, times)
         resuming = [check_replace([image], state, overwrite, resume) for image in job.outputs.values()]
         plans.append((job, descr, times, state, all(resuming)))
     executor: Any = None
@@ -180,12 +182,13 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             voxels += times * int(np.prod([a.size for a in job.plan.axes]))
     except KeyboardInterrupt:
         raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
-    except UserError:  # bad input found on the way (NaN, say): nothing half-written stays behind
+    except BaseException:  # bad input (NaN, say) or any failure: nothing half-written that this run created stays
         for image in fresh:
             image.remove()
         raise
     finally:
         release_locks(locks)
+        release_models()  # the local executor's model, kept from one image to the next
         workers = executor.describe() if executor is not None else "1 process"
         if executor is not None:
             executor.close()

@@ -2,7 +2,8 @@
 run the package's own preprocessing (with the whole image's statistics), the network (the package's pipeline,
 or gvtnet-zoo's context network for global context) and postprocessing, and cut out the tile's core.
 
-A ``StreamJob`` is plain data; a ``TileStep`` is built from it once per process (or Dask worker) and kept.
+A ``StreamJob`` is plain data; a ``TileStep`` is built from it once per process (or Dask worker) and kept; the
+model it runs is loaded once per process and kept from one job (image) to the next.
 """
 
 from __future__ import annotations
@@ -34,17 +35,28 @@ class StreamJob:
     outputs: dict[str, OutputImage]  # output id -> where it goes
     output_dims: dict[str, tuple[str, ...]]
     gvtos: int = 0  # global context: the network's GVTOs, one collecting pass each
+    model_sha256: str = ""  # the package's bytes: a package re-made at the same path is another model
+
+
+def mirrored(start: int, stop: int, size: int) -> np.ndarray:
+    """Image indices of padded positions [start, stop) of an axis of ``size`` mirrored on its far side, as numpy's
+    'symmetric' padding of the whole image gives them (periodic beyond twice the size)."""
+    q = np.arange(start, stop) % (2 * size)
+    return np.where(q < size, q, 2 * size - 1 - q)
 
 
 def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], time: int) -> np.ndarray:
     """A region (on the padded grid) of one time point, float32 in the model's axes; beyond the image's far
-    end mirrored, as the whole image is padded to a valid size in memory."""
+    end mirrored from the image itself, as the whole image is padded to a valid size in memory."""
     sizes = {a.axis: a.size for a in job.plan.axes}
-    clipped = {a: (start, min(stop, sizes[a])) for a, (start, stop) in region.items()}
-    block = read_region(array, job.source, time, clipped, job.letters)
+    indices = {a: mirrored(start, stop, sizes[a]) for a, (start, stop) in region.items()}
+    spans = {a: (int(i.min()), int(i.max()) + 1) for a, i in indices.items()}
+    block = read_region(array, job.source, time, spans, job.letters)
     refuse_non_finite(block, job.source.name)  # before the statistics pass and every tile: nothing NaN is written
-    pad = [(0, region[a][1] - clipped[a][1]) if a in region else (0, 0) for a in job.letters]
-    return np.pad(block, pad, mode="symmetric") if any(p for _, p in pad) else block
+    for a, wanted in indices.items():
+        if wanted.size != spans[a][1] - spans[a][0] or (np.diff(wanted) != 1).any():
+            block = np.take(block, wanted - spans[a][0], axis=job.letters.index(a))
+    return block
 
 
 def stat_measures(descr: Any) -> tuple[set[Any], list[Any], list[Any]]:
@@ -67,30 +79,70 @@ def stat_measures(descr: Any) -> tuple[set[Any], list[Any], list[Any]]:
     return needed.pre | needed.post, keep(procs.pre), keep(procs.post)
 
 
-class TileStep:
-    """The model loaded once; ``collect`` and ``predict`` run one tile."""
+@dataclass
+class LoadedModel:
+    """A package loaded for tiles: its description, processing ops without the statistics op, and the network
+    (bioimageio.core's pipeline, or gvtnet-zoo's context network for global context)."""
 
-    def __init__(self, job: StreamJob) -> None:
+    model: Any
+    pre: list[Any]
+    post: list[Any]
+    pipeline: Any = None
+    network: Any = None
+
+    def unload(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.unload()
+
+
+# one loaded model per process (a Dask worker, or the local executor's process), kept from one image to the next:
+# loading and unloading it per image cost more than predicting a small volume
+_LOADED: dict[tuple[Any, ...], LoadedModel] = {}
+
+
+def loaded_model(job: StreamJob) -> LoadedModel:
+    """The job's model, loaded once per process; a job with another model (or package bytes) replaces it."""
+    key = (job.model_source, job.model_sha256, job.weight_format, job.device, job.allow_download, job.global_context)
+    if key not in _LOADED:
+        release_models()
         from .model import load_zoo_model
 
-        self.job = job
-        self.model = load_zoo_model(job.model_source, job.weight_format, job.device, lambda _: None,
-                                    allow_download=job.allow_download)
-        _, self.pre, self.post = stat_measures(self.model.descr)
-        self.array = job.source.open()
-        self.pipeline: Any = None
-        self.network: Any = None
-        self.last_output: Optional[np.ndarray] = None
+        model = load_zoo_model(job.model_source, job.weight_format, job.device, lambda _: None,
+                               allow_download=job.allow_download)
+        _, pre, post = stat_measures(model.descr)
+        loaded = LoadedModel(model, pre, post)
         if job.global_context:
             from ..devices import choose_device
             from .global_context import context_network_from_package
 
-            self.network = context_network_from_package(self.model.descr, str(choose_device(job.device)))
+            loaded.network = context_network_from_package(model.descr, str(choose_device(job.device)))
         else:
             from .model import create_pipeline
 
-            self.pipeline = create_pipeline(self.model)
-            self.pipeline.load()
+            loaded.pipeline = create_pipeline(model)
+            loaded.pipeline.load()
+        _LOADED[key] = loaded
+    return _LOADED[key]
+
+
+def release_models() -> None:
+    """Unload the model this process keeps (the end of a local run; a worker given another model)."""
+    for loaded in _LOADED.values():
+        loaded.unload()
+    _LOADED.clear()
+
+
+class TileStep:
+    """One job's tiles: the process's loaded model and the job's input array; ``collect`` and ``predict`` run one
+    tile."""
+
+    def __init__(self, job: StreamJob) -> None:
+        self.job = job
+        loaded = loaded_model(job)
+        self.model, self.pre, self.post = loaded.model, loaded.pre, loaded.post
+        self.pipeline, self.network = loaded.pipeline, loaded.network
+        self.array = job.source.open()
+        self.last_output: Optional[np.ndarray] = None
 
     def _preprocessed(self, tile: Tile, time: int, stat: dict[Any, Any]) -> Any:
         from bioimageio.core import Tensor
@@ -146,5 +198,4 @@ class TileStep:
         return blocks
 
     def close(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.unload()
+        """Nothing to free per job: the model stays loaded for the next (``release_models`` unloads it)."""

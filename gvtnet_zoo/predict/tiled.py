@@ -28,10 +28,11 @@ def same_grid(descr: Any, sample: Any) -> bool:
 
 
 def plan_for_sample(descr: Any, sample: Any, tile: dict[str, int], halo: dict[str, int]) -> TilePlan:
-    """The tile plan of an (unpadded) sample's first input."""
+    """The tile plan of an (unpadded) sample's first input, every image of its batch (a TIFF's time points)."""
     tensor = descr.inputs[0]
     sizes = {str(a.id): int(sample.members[tensor.id].sizes[a.id]) for a in tensor.axes if a.type == "space"}
-    return plan_tiles(descr, sizes, tile, halo)
+    batch = [int(sample.members[tensor.id].sizes[a.id]) for a in tensor.axes if a.type == "batch"]
+    return plan_tiles(descr, sizes, tile, halo, batch[0] if batch else 1)
 
 
 def predict_tiled(pipeline: Any, descr: Any, sample: Any, plan: TilePlan, progress_name: str, weights: str,
