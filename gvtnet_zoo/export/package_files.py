@@ -116,7 +116,7 @@ def _packed_outside(descr: Any, folder: Optional[Path]) -> Iterator[tuple[str, s
         if source is None:  # the description itself, written anew
             continue
         where = source.absolute() if isinstance(source, RelativeFilePath) else source
-        label = f"the file {name} bioimageio.spec would pack"
+        label = f"the file {name!r} bioimageio.spec would pack"  # repr: a name with a newline stays one line
         if isinstance(where, (ZipPath, zipfile.Path)):
             if _climbs_out(where.at):
                 yield label, where.at, "a path out of the package ('..')"

@@ -71,7 +71,9 @@ def ngff_axes(entry: dict[str, Any], path: Path, prefix: str) -> tuple[str, dict
     letters, units = "", {}
     for index, axis in enumerate(raw):
         letter, shown, unit = _axis_letter(axis, f"{prefix}.axes[{index}]", where)
-        if not letter or len(letter) != 1 or letter not in "tczyx" or letter in letters:
+        if letter and letter in letters:
+            raise UserError(f"{path}: axis {shown} appears twice; give --axes to say which is which")
+        if not letter or len(letter) != 1 or letter not in "tczyx":
             raise UserError(f"{path}: axis {shown} is not one of t, c, z, y, x; give --axes to say which is which")
         letters += letter
         if unit:

@@ -155,5 +155,10 @@ def read_region(array: Any, source: VolumeSource, time: int, region: dict[str, t
     """One time point's region (space letter -> [start, stop), the rest whole) as float32 in ``model_axes``
     (letters of 'bczyx'; the batch axis is the time point, missing axes become singletons)."""
     index = tuple(time if a == "t" else slice(*region[a]) if a in region else slice(None) for a in source.axes)
-    block = np.asarray(array[index], dtype=np.float32)
+    try:
+        block = np.asarray(array[index], dtype=np.float32)
+    except Exception as err:  # noqa: BLE001 - a damaged chunk or tile: the codecs raise many kinds
+        where = ", ".join(f"{a} {start}-{stop}" for a, (start, stop) in region.items())
+        raise UserError(f"cannot read {source.path} at {where} ({type(err).__name__}: {str(err)[:200]}); "
+                        "the file is damaged: repair or replace it") from None
     return to_model_axes(block, source.axes.replace("t", ""), model_axes, source.name)
