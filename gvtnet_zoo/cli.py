@@ -91,14 +91,20 @@ def _upload(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .predict.run import parse_named_inputs, predict_files
+    from .predict.arguments import parse_named_inputs
+    from .predict.run import predict_files
 
     if args.global_context and args.whole:
         raise UserError("--global-context already gives the whole image's result; give either it or --whole")
     mode = "global" if args.global_context else "whole" if args.whole else "tile" if args.tile else "auto"
+    if args.patches is not None or args.overlap is not None:
+        mode = _patch_mode(args)
     if not args.inputs and not args.input:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
     if streamed(args):
+        if mode == "patches":
+            raise UserError("--patches runs in memory; predict TIFF/.npy files without --out-format ome-zarr or --dask "
+                            "(or use --tile / --global-context to stream)")
         return _predict_streamed(args, mode)
     if args.resume or args.level is not None:
         raise UserError(f"{'--resume' if args.resume else '--level'} applies to OME-Zarr outputs or inputs; "
@@ -106,7 +112,22 @@ def _predict(args: argparse.Namespace) -> None:
     predict_files(args.model, args.inputs, args.out, named_inputs=parse_named_inputs(args.input),
                   weight_format=args.weight_format, device=args.device, mode=mode, tile=args.tile, axes=args.axes,
                   overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo,
-                  pixel_size=args.pixel_size)
+                  pixel_size=args.pixel_size, keep_model_pixel_size=args.keep_model_pixel_size,
+                  denormalize=args.denormalize, patches=args.patches,
+                  overlap=args.overlap)
+
+
+def _patch_mode(args: argparse.Namespace) -> str:
+    """--patches (the original's cropped prediction) is a mode of its own: refuse the flags of the others."""
+    if args.patches is None:
+        raise UserError("--overlap applies to --patches; give --patches Z,Y,X (or Y,X) too")
+    flags = (("--whole", args.whole), ("--tile", args.tile), ("--global-context", args.global_context),
+             ("--halo", args.halo))
+    other = next((flag for flag, given in flags if given), None)
+    if other:
+        raise UserError(f"--patches and {other} are different modes (patches averaged as the original GVTNets "
+                        "predicted, or tiles/whole image); give one of them")
+    return "patches"
 
 
 def streamed(args: argparse.Namespace) -> bool:
@@ -125,7 +146,7 @@ def streamed(args: argparse.Namespace) -> bool:
         return False  # predict_files reports it, after the model
     if any(is_zarr(p) for p in inputs):
         return True
-    if args.whole:
+    if args.whole or args.patches:  # in memory by request
         return False
     from .predict.memory import free_memory_bytes, too_large_for_memory
 
@@ -138,9 +159,11 @@ def streamed(args: argparse.Namespace) -> bool:
 
 def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
     from .image_io.files import collect_inputs
-    from .predict.run import parse_tile
+    from .predict.arguments import parse_tile
+    from .predict.pixel_size import check_keep_model_pixel_size
     from .predict.stream import predict_volumes
 
+    check_keep_model_pixel_size(args.pixel_size, args.keep_model_pixel_size)
     if args.pixel_size is not None:
         raise UserError("--pixel-size resizes images read into memory; resample the volume to the model's pixel size "
                         "first, or predict TIFF/.npy files without --out-format ome-zarr")
@@ -157,7 +180,7 @@ def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
                     device=args.device, global_context=mode == "global", tile=tile,
                     halo=parse_tile(args.halo, 3, "--halo", minimum=0) or {}, axes=args.axes, level=args.level,
                     overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask,
-                    dask_workers=args.dask_workers)
+                    dask_workers=args.dask_workers, denormalize=args.denormalize)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -247,10 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default 64,256,256), tile-sized memory")
     predict.add_argument("--halo", metavar="Z,Y,X",
                          help="tiles: the halo (input voxels) per axis instead of the package's, e.g. 0,32,32")
+    predict.add_argument("--patches", metavar="Z,Y,X",
+                         help="the original GVTNets' cropped prediction, in memory: patches of this size (Y,X for 2D; "
+                              "rounded up to the model's step; a projection's z stays whole), each predicted on its "
+                              "own and averaged where they overlap; the paper's CARE numbers used 128,256,256")
+    predict.add_argument("--overlap", metavar="Z,Y,X",
+                         help="--patches: voxels consecutive patches share per axis (default 0; the paper: 64,64,64); "
+                              "the last patch is flush with the image's end")
     predict.add_argument("--axes", help="axes of the input files as letters of bczyx, e.g. zyx (default: from the file)")
     predict.add_argument("--pixel-size", type=float, metavar="UM",
                          help="the inputs' pixel size in y and x (micrometres): each image is resized to the pixel size "
-                              "the model declares (e.g. 0.29 for the label-free GVTNets) and the output back")
+                              "the model declares (e.g. 0.29 for the label-free GVTNets) and the output back; "
+                              "a per-image z-score of the package is taken before resizing, as the original did")
+    predict.add_argument("--keep-model-pixel-size", action="store_true",
+                         help="with --pixel-size: write the outputs at the model's pixel size (not resized back), "
+                              "to compare them voxel for voxel with the original GVTNets code's outputs")
     predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     predict.add_argument("--out-format", choices=["auto", "ome-zarr"], default="auto",
                          help="auto: like the input (Zarr inputs give OME-Zarr); ome-zarr: stream any input to OME-Zarr")
@@ -262,15 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the local Dask cluster's worker processes (default: one per core, or per GPU)")
     predict.add_argument("--resume", action="store_true",
                          help="complete an interrupted OME-Zarr prediction, keeping the tiles already written")
+    predict.add_argument("--denormalize", action="store_true",
+                         help="map outputs back to the input's intensity units as CSBDeep and the original GVTNets do: "
+                              "out * (p_high - p_low) + p_low, the percentiles the package's scale_range took of each "
+                              "image; refused for packages without a per-sample scale_range, with several inputs, "
+                              "dataset statistics, or postprocessing of their own")
     predict.add_argument("--allow-download", action="store_true",
                          help="let the package's remote files be downloaded (sha256-checked); default: refused")
     predict.set_defaults(handler=_predict)
     evaluate = sub.add_parser("evaluate", help="CARE-protocol metrics of predictions against ground truth")
-    evaluate.add_argument("pred", help="folder of predictions")
-    evaluate.add_argument("truth", help="folder of ground-truth images (paired by file name)")
-    evaluate.add_argument("--out", help="CSV of per-image metrics (default: PRED-metrics.csv beside the folder PRED)")
+    evaluate.add_argument("pred", help="a folder of predictions, or one prediction image (TIFF or .npy)")
+    evaluate.add_argument("truth", help="a folder of ground-truth images (paired by file name), or one image when "
+                                        "PRED is one")
+    evaluate.add_argument("--out", help="CSV of per-image metrics (default: PRED-metrics.csv beside PRED)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing CSV or plot")
-    evaluate.add_argument("--baseline", help="folder of a baseline model's predictions for a paired comparison")
+    evaluate.add_argument("--baseline", help="a baseline model's predictions (folder, or file like PRED) for a paired "
+                                             "comparison")
     evaluate.add_argument("--plot", help="PNG of box plots, model against baseline")
     evaluate.set_defaults(handler=_evaluate)
     synth = sub.add_parser("synth", help="write synthetic microscopy pairs for tests and demos")

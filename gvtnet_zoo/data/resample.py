@@ -13,7 +13,9 @@ def resize_yx(array: np.ndarray, letters: str, factor: Optional[float] = None,
     """``array`` (axes ``letters``, e.g. 'zyx') resized along y and x by ``factor``, or to exactly ``sizes`` (y, x).
 
     A cubic spline with the edges extended, as scipy.ndimage.zoom in pytorch_fnet's and the original GVTNets'
-    ``Resizer``; float32 out, the array itself when nothing changes.
+    ``Resizer`` (scipy maps output to input coordinates from the two sizes alone, so sizes equal to the original's
+    give its values); float32 out, the array itself when nothing changes. A float64 array is resized in float64,
+    as the original resized its float64 z-scored images, and rounded to float32 after.
     """
     axes = [letters.index(a) for a in "yx"]
     if sizes is None:
@@ -23,4 +25,5 @@ def resize_yx(array: np.ndarray, letters: str, factor: Optional[float] = None,
     zoom = [1.0] * array.ndim
     for i, size in zip(axes, sizes):
         zoom[i] = size / array.shape[i]
-    return ndimage.zoom(array.astype(np.float32, copy=False), zoom, order=3, mode="nearest")
+    work = array if array.dtype == np.float64 else array.astype(np.float32, copy=False)
+    return ndimage.zoom(work, zoom, order=3, mode="nearest").astype(np.float32, copy=False)

@@ -17,22 +17,45 @@ from .metrics import HIGHER_IS_BETTER, METRICS, NonFinite, scores, ssim_window
 
 
 def _images(folder: Path, role: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise UserError(f"{role} folder {folder} not found; give a folder of TIFF or .npy images")
     found = {image_stem(p): p for p in sorted(folder.iterdir()) if is_image_file(p)}
     if not found:
         raise UserError(f"no TIFF or .npy images in the {role} folder {folder}")
     return found
 
 
+def _is_folder(path: Path, role: str) -> bool:
+    """Whether ``path`` is a folder (else an image file); a missing path or a file that is no image is refused."""
+    if path.is_dir():
+        return True
+    if not path.exists():
+        raise UserError(f"{role} {path} not found; give a TIFF or .npy image, or a folder of them")
+    if not is_image_file(path):
+        raise UserError(f"{role} {path} is not a TIFF or .npy image; give one, or a folder of them")
+    return False
+
+
+def _paired(pred: Path, truth: Path, role: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """({name: prediction}, {name: ground truth}): two files are one image (named after the prediction, as the
+    original's --prediction_file/--target_file), two folders are paired by file name; a file with a folder is refused."""
+    folders = _is_folder(pred, role), _is_folder(truth, "ground truth")
+    if folders[0] != folders[1]:
+        kinds = ["a folder" if f else "a file" for f in folders]
+        raise UserError(f"the {role} {pred} is {kinds[0]} but the ground truth {truth} is {kinds[1]}; give two image "
+                        "files (one pair) or two folders (paired by file name)")
+    if not folders[0]:
+        return {image_stem(pred): pred}, {image_stem(pred): truth}
+    return _images(pred, role), _images(truth, "ground-truth")
+
+
 def score_folder(pred: Path, truth: Path) -> dict[str, dict[str, float]]:
-    """Metrics per image name, predictions and ground truth matched by file name."""
+    """Metrics per image name, predictions and ground truth matched by file name (or one file pair)."""
     return score_images(pred, truth)[0]
 
 
 def score_images(pred: Path, truth: Path) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """(metrics per image name, SSIM window per image name); the first bad image raises a UserError naming it."""
-    predictions, targets = _images(pred, "prediction"), _images(truth, "ground-truth")
+    """(metrics per image name, SSIM window per image name) of two folders or two image files; the first bad
+    image raises a UserError naming it."""
+    predictions, targets = _paired(pred, truth, "prediction")
     alone = sorted(set(predictions) ^ set(targets))
     if alone:
         raise UserError(f"images without a partner of the same name: {', '.join(alone[:10])}; "
@@ -114,9 +137,9 @@ def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[s
 
 
 def default_output(pred: str | Path) -> Path:
-    """Where the CSV goes without --out: beside the predictions' folder, named after it."""
+    """Where the CSV goes without --out: beside the predictions' folder (or file), named after it."""
     folder = Path(pred).resolve()
-    return folder.parent / f"{folder.name}-metrics.csv"
+    return folder.parent / f"{folder.name if folder.is_dir() else image_stem(folder)}-metrics.csv"
 
 
 def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = None, baseline: Optional[str | Path] = None,

@@ -217,7 +217,7 @@ def _predict_in_memory(job: dict[str, Any], images: list[np.ndarray], progress: 
 
 def _predict_streamed(job: dict[str, Any], progress: CancellableProgress) -> dict:
     """A lazy layer's store, tile by tile to OME-Zarr in the output folder, each output opened again lazily."""
-    from ..predict.run import parse_tile
+    from ..predict.arguments import parse_tile
     from ..predict.stream import predict_volumes
 
     summary = predict_volumes(job["model"], [job["source"]], job["out_dir"], weight_format=job["weight_format"],

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ..errors import UserError
-from .sizes import fixed_grid, input_axis_of, output_length, valid_size
+from .sizes import Border, border_of, fixed_grid, input_axis_of, output_length, valid_size
 
 Window = tuple[int, int, int, int]  # core start, core stop, tile start, tile stop (input voxels)
 
@@ -60,6 +60,7 @@ class AxisPlan:
     tiled: bool  # False: the axis stays whole (one tile)
     halo: int = 0  # input voxels each tile reads beyond its core (rounded up to the step)
     step: int = 1
+    before: int = 0  # padded voxels before the image (the original GVTNets' centred padding); the rest after
 
     def windows(self) -> list[Window]:
         """(core start, core stop, tile start, tile stop) per tile along this axis."""
@@ -89,6 +90,7 @@ class Tile:
 class TilePlan:
     axes: list[AxisPlan]
     outputs: dict[str, list[OutputAxis]]  # output id -> its axes, in order
+    border: Border = Border()  # how the image is padded up to the plan's valid sizes
 
     def tiles(self) -> list[Tile]:
         windows = [a.windows() for a in self.axes]
@@ -121,13 +123,17 @@ class TilePlan:
         return list(waves.values())
 
     def _owned(self, axis: OutputAxis, c0: int, c1: int) -> tuple[int, int]:
-        """[start, stop) of the whole output along ``axis`` that the core [c0, c1) of its source axis owns: the
-        outputs whose centres lie in it (see ``output_region``)."""
-        padded = next(a.padded for a in self.axes if a.axis == axis.source)
-        shift = axis.offset / 2
-        start = 0 if c0 == 0 else round(c0 * axis.ratio + shift)
-        stop = axis.size if c1 == padded else min(round(c1 * axis.ratio + shift), axis.size)
+        """[start, stop) of the whole output along ``axis`` that the core [c0, c1) (padded grid) of its source axis
+        owns: the outputs whose centres lie in it (see ``output_region``), less the padding's."""
+        source = next(a for a in self.axes if a.axis == axis.source)
+        shift, before = axis.offset / 2, round(source.before * axis.ratio)
+        start = 0 if c0 == 0 else min(max(0, round(c0 * axis.ratio + shift) - before), axis.size)
+        stop = axis.size if c1 == source.padded else min(max(0, round(c1 * axis.ratio + shift) - before), axis.size)
         return start, max(start, stop)
+
+    def _before(self, axis: OutputAxis) -> int:
+        """Output voxels of the padding before the image along ``axis``."""
+        return round(next(a.before for a in self.axes if a.axis == axis.source) * axis.ratio)
 
     def neighbours(self) -> dict[str, int]:
         """Per tiled axis with several tiles, the index of the first tile's neighbour along it (the halo check)."""
@@ -142,8 +148,9 @@ class TilePlan:
         """(where in the tile's output, where in the whole output) of the tile's core, per output axis;
         ``produced`` is the shape the network gave for the tile.
 
-        Output voxel J of the whole image and voxel j of a tile starting at t0 are one place when
-        J = t0 * ratio + j (a size offset trims or widens both alike). A core [c0, c1) owns the outputs whose
+        Output voxel J of the whole padded image and voxel j of a tile starting at t0 are one place when
+        J = t0 * ratio + j (a size offset trims or widens both alike); the image's output starts after the
+        padding's. A core [c0, c1) owns the outputs whose
         centres lie in it: [c0 * ratio + offset / 2, c1 * ratio + offset / 2), so a valid-convolution model
         (negative offset) needs |offset| / 2 output voxels of halo on each side, as its declared halo says."""
         local, place = [], []
@@ -154,8 +161,8 @@ class TilePlan:
                 place.append(slice(0, min(length, size)))
                 continue
             (start, stop), (t0, t1) = self._owned(axis, *tile.cores[axis.source]), tile.read[axis.source]
-            origin = round(t0 * axis.ratio)
-            if start < origin or stop - origin > length:
+            origin = round(t0 * axis.ratio) - self._before(axis)
+            if start < max(start, stop) and (start < origin or stop - origin > length):
                 raise UserError(f"the model's output along {axis.axis} ({length} voxels for a tile of {t1 - t0}) does "
                                 f"not cover the tile's core; give a larger --halo along {axis.source}")
             local.append(slice(start - origin, stop - origin))
@@ -169,7 +176,7 @@ class TilePlan:
                      for a in self.outputs[output_id])
 
     def to_json(self) -> dict[str, Any]:
-        return {"axes": [asdict(a) for a in self.axes],
+        return {"axes": [asdict(a) for a in self.axes], "border": asdict(self.border),
                 "outputs": {k: [asdict(a) for a in v] for k, v in self.outputs.items()}}
 
 
@@ -181,6 +188,7 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
     from bioimageio.spec.model import v0_5
 
     tensor = descr.inputs[0]
+    border = border_of(descr)
     kept_ids = {source[0] for output in descr.outputs for axis in output.axes
                 if (source := input_axis_of(axis, tensor)) is not None}
     axes = []
@@ -200,8 +208,9 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
             raise UserError(f"the model's fixed size {length} along {name} leaves no core between halos of {h} "
                             "each side; give a smaller --halo") from None
         core = windows[0][1] - windows[0][0]
-        axes.append(AxisPlan(name, size, padded, length, core, tiled and length < padded, h, step))
-    return TilePlan(axes, {str(o.id): _output_axes(o, tensor, sizes, batch) for o in descr.outputs})
+        axes.append(AxisPlan(name, size, padded, length, core, tiled and length < padded, h, step,
+                             border.split(size, padded)[0]))
+    return TilePlan(axes, {str(o.id): _output_axes(o, tensor, sizes, batch) for o in descr.outputs}, border)
 
 
 def _output_axes(output: Any, tensor: Any, sizes: dict[str, int], batch: int) -> list[OutputAxis]:

@@ -21,14 +21,17 @@ from tqdm import tqdm
 from ..atomic import refuse_to_replace, refuse_to_touch_inputs
 from ..data.resample import resize_yx
 from ..errors import UserError
-from ..image_io.files import collect_inputs, guess_axes, output_path, read_with_axes, to_model_axes, write_output
+from ..image_io.files import guess_axes, output_path, read_with_axes, to_model_axes, write_output
 from ..progress import Progress, no_progress
 from . import memory
+from .denormalize import Denormalization, denormalization, denormalize_sample
+from .arguments import match_samples, parse_tile
 from .halos import tile_and_halo
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .network_call import run_network
 from .overlap import BackgroundWriter, prefetched
-from .pixel_size import resample_factor
+from .patches import PatchRule, patch_rule, predict_patches
+from .pixel_size import ZScoreFirst, resample_factor, to_model_pixel_size, zscore_before_resizing
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tensors import axis_ids, axis_letters, channel_count, check_channels
 from .tiled import plan_for_sample, predict_tiled, same_grid
@@ -141,52 +144,6 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
     return crop_outputs(model.descr, result, original)
 
 
-def parse_tile(text: Optional[str], dims: int, flag: str = "--tile", minimum: int = 1) -> Optional[dict[str, int]]:
-    """'Z,Y,X' (or 'Y,X') -> {'z': Z, 'y': Y, 'x': X}, each at least ``minimum``."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise UserError(f"{flag} expects integers like 32,256,256, got {text!r}") from None
-    if len(values) not in (2, 3) or min(values) < minimum:
-        raise UserError(f"{flag} expects 2 (Y,X) or 3 (Z,Y,X) sizes of at least {minimum}, got {text!r}")
-    return dict(zip("zyx"[3 - len(values):], values))
-
-
-def _match_samples(model: ZooModel, inputs: Sequence[str | Path],
-                   named: dict[str, list[str]]) -> list[dict[str, Path]]:
-    """One mapping input id -> file per sample; several inputs are paired by file name."""
-    ids = model.input_ids
-    if len(ids) == 1 and not named:
-        return [{ids[0]: f} for f in collect_inputs(inputs)]
-    if inputs:
-        raise UserError(f"the model takes {len(ids)} inputs ({', '.join(ids)}); give each as --input NAME=PATH")
-    unknown = sorted(set(named) - set(ids))
-    missing = [i for i in ids if i not in named]
-    if unknown or missing:
-        raise UserError(f"--input names must be the model's inputs {', '.join(ids)}"
-                        + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-                        + (f"; missing: {', '.join(missing)}" if missing else ""))
-    by_input = {i: {p.name: p for p in collect_inputs(named[i])} for i in ids}
-    names = set.intersection(*(set(files) for files in by_input.values()))
-    alone = sorted(set.union(*(set(files) for files in by_input.values())) - names)
-    if alone:
-        raise UserError(f"files without a partner of the same name in every input: {', '.join(alone[:10])}")
-    return [{i: by_input[i][name] for i in ids} for name in sorted(names)]
-
-
-def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
-    """['raw=a/', 'mask=b/'] -> {'raw': ['a/'], 'mask': ['b/']}."""
-    named: dict[str, list[str]] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--input expects NAME=PATH (a model input id and a file or folder), got {item!r}")
-        named.setdefault(name, []).append(path)
-    return named
-
-
 def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str]]) -> tuple[dict[str, Any], int]:
     """One sample's input tensors from {input id: (array, its axes as letters of bczyx, its name for messages)}
     (in the model's axes, float32), and its largest number of space voxels. Files and napari layers alike."""
@@ -205,9 +162,10 @@ def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str
 
 
 def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str],
-                 resample: float = 1.0) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
-    """One sample's input tensors read from files (resized in y and x by ``resample``), its largest number of
-    space voxels, notes on how axes were guessed, and the first input's (y, x) size as read."""
+                 resample: float = 1.0, zscored: Optional[dict[str, ZScoreFirst]] = None
+                 ) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
+    """One sample's input tensors read from files (resized in y and x by ``resample``, after ``zscored``), its largest
+    number of space voxels, notes on how axes were guessed, and the first input's (y, x) size as read."""
     tensors = dict(zip(model.input_ids, model.descr.inputs))
     arrays, notes, yx = {}, [], (0, 0)
     for input_id, path in files.items():
@@ -216,7 +174,7 @@ def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str],
         notes += [note] if note else []
         if resample != 1.0:
             yx = yx if yx != (0, 0) else (array.shape[file_axes.index("y")], array.shape[file_axes.index("x")])
-            array = resize_yx(array, file_axes, resample)
+            array = to_model_pixel_size(array, file_axes, resample, (zscored or {}).get(input_id))
         arrays[input_id] = (array, file_axes, path.name)
     members, space = sample_members(model, arrays)
     return members, space, notes, yx
@@ -229,11 +187,13 @@ class Predictor:
     model: ZooModel
     pipeline: Any
     network: Optional["ContextNetwork"]
-    mode: str  # auto, whole, tile or global
+    mode: str  # auto, whole, tile, global or patches
     tile: Optional[dict[str, int]]
     halo: dict[str, int]
     whole_limit: int  # auto: the most space voxels predicted at once
     warn: Callable[[str], None]
+    denormalize: Optional[Denormalization] = None  # --denormalize: outputs back in the input's units
+    patches: Optional[PatchRule] = None  # mode patches: the original's cropped prediction (predict/patches.py)
 
     def predict(self, members: dict[str, Any], space: int, name: str,
                 progress: Progress = no_progress) -> dict[str, np.ndarray]:
@@ -241,10 +201,13 @@ class Predictor:
         from bioimageio.core.digest_spec import create_sample_for_model
 
         model = self.model
+        raw = dict(members)  # the image as given: preprocessing replaces the sample's members
         sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
         if self.network is not None:
             result = _predict_global(self.pipeline, model, self.network, sample, self.tile, self.halo, name,
                                      progress)
+        elif self.mode == "patches" and self.patches is not None:
+            result = predict_patches(self.pipeline, model.descr, sample, self.patches, model.weight_format, progress)
         elif self.mode == "tile" or (self.mode == "auto" and (space > self.whole_limit
                                                               or exceeds_fixed_size(model.descr, sample))):
             result = _predict_tiled(self.pipeline, model, sample, self.tile, name, self.halo, self.warn, progress)
@@ -252,6 +215,8 @@ class Predictor:
             progress(0, 1)
             result = _predict_whole(self.pipeline, model, sample)
             progress(1, 1)
+        if self.denormalize is not None:  # once on the final output, with the percentiles the preprocessing used
+            denormalize_sample(self.denormalize, result, sample.stat, raw)
         return {o: result.members[o].data.to_numpy() for o in model.output_ids}
 
     @property
@@ -265,8 +230,13 @@ class Predictor:
 
 @contextmanager
 def open_predictor(model: ZooModel, mode: str, device: str, tile: Optional[str], halo: Optional[str],
-                   echo: Callable[[str], None], local_rank: int = 0) -> Iterator[Predictor]:
-    """The model's prediction pipeline (global: the package's processing and the context network), created once."""
+                   echo: Callable[[str], None], local_rank: int = 0, denormalize: bool = False,
+                   patches: Optional[str] = None, overlap: Optional[str] = None) -> Iterator[Predictor]:
+    """The model's prediction pipeline (global: the package's processing and the context network), created once.
+    Mode patches: ``patches`` and ``overlap`` ('Z,Y,X' or 'Y,X') as predict/patches.py rounds and checks them."""
+    back = denormalization(model.descr) if denormalize else None  # refused before anything loads
+    rule = patch_rule(model.descr, parse_tile(patches, 3, "--patches") or {},
+                      parse_tile(overlap, 3, "--overlap", minimum=0) or {}) if mode == "patches" else None
     network = None
     if mode == "global":
         from ..devices import choose_device
@@ -284,42 +254,47 @@ def open_predictor(model: ZooModel, mode: str, device: str, tile: Optional[str],
 
     whole_limit = memory.free_memory_bytes(model.devices) // 2 // memory.BYTES_PER_VOXEL if mode == "auto" else 0
     with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline:
-        yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, warn_once)
+        yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, warn_once, back, rule)
 
 
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   named_inputs: Optional[dict[str, list[str]]] = None, weight_format: Optional[str] = None,
                   device: str = "auto", mode: str = "auto", tile: Optional[str] = None, axes: Optional[str] = None,
                   overwrite: bool = False, allow_download: bool = False, halo: Optional[str] = None,
-                  pixel_size: Optional[float] = None, echo: Callable[[str], None] = print) -> PredictionSummary:
+                  pixel_size: Optional[float] = None, keep_model_pixel_size: bool = False, denormalize: bool = False,
+                  patches: Optional[str] = None, overlap: Optional[str] = None,
+                  echo: Callable[[str], None] = print) -> PredictionSummary:
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
 
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
-    ``pixel_size`` (um): inputs are resized to the model's declared pixel size, outputs back (pixel_size.py).
+    ``pixel_size`` (um): inputs are resized to the model's declared pixel size, outputs back (pixel_size.py;
+    not with ``keep_model_pixel_size``); a per-sample z-score of the package runs before the resizing.
     The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
     """
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     model = load_zoo_model(model_source, weight_format, device, echo, local_rank=local_rank,
                            allow_download=allow_download)
-    samples = _match_samples(model, inputs, named_inputs or {})[rank::world]  # under torchrun: every world-th
+    samples = match_samples(model, inputs, named_inputs or {})[rank::world]  # under torchrun: every world-th
     out_dir = Path(out_dir)
     several = len(model.output_ids) > 1
     first_input = model.input_ids[0]
     planned = [[output_path(out_dir, s[first_input], o, several) for o in model.output_ids] for s in samples]
     refuse_to_touch_inputs([p for paths in planned for p in paths], [p for s in samples for p in s.values()])
     refuse_to_replace([p for paths in planned for p in paths], overwrite)
-    resample = resample_factor(model.descr, pixel_size)
+    resample = resample_factor(model.descr, pixel_size, keep_model_pixel_size)
+    model, zscored = zscore_before_resizing(model) if resample != 1.0 else (model, {})
     start, voxels = time.perf_counter(), 0
 
     def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
-        return _read_sample(model, job[0], axes, resample)
+        return _read_sample(model, job[0], axes, resample, zscored)
 
     def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
         for output, target, array in zip(model.descr.outputs, targets, arrays):
             write_output(target, array, axis_letters(output))
 
-    with open_predictor(model, mode, device, tile, halo, echo, local_rank) as predictor, BackgroundWriter() as writer:
+    with open_predictor(model, mode, device, tile, halo, echo, local_rank, denormalize, patches, overlap) as predictor, \
+            BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
         for (files, targets), (members, space, notes, yx) in tqdm(prefetched(jobs, read), total=len(jobs),
                                                                   desc="predict", unit="file",
@@ -328,7 +303,8 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                 echo(note)
             voxels += space
             outputs = predictor.predict(members, space, files[first_input].name)
-            arrays = [outputs[o] if resample == 1.0 else resize_yx(outputs[o], axis_letters(d), sizes=yx)
+            arrays = [outputs[o] if resample == 1.0 or keep_model_pixel_size
+                      else resize_yx(outputs[o], axis_letters(d), sizes=yx)
                       for o, d in zip(model.output_ids, model.descr.outputs)]
             writer.submit(write, targets, arrays)
     label = predictor.device_label + (f" (process {rank} of {world})" if world > 1 else "")
@@ -340,8 +316,8 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
 def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, axes: Optional[str] = None,
                   stacks: bool = False, weight_format: Optional[str] = None, device: str = "auto", mode: str = "auto",
                   tile: Optional[str] = None, halo: Optional[str] = None, allow_download: bool = False,
-                  echo: Callable[[str], None] = print,
-                  progress: Progress = no_progress) -> dict[str, tuple[np.ndarray, str]]:
+                  echo: Callable[[str], None] = print, progress: Progress = no_progress,
+                  denormalize: bool = False) -> dict[str, tuple[np.ndarray, str]]:
     """Predict one in-memory sample ({name: array}, one per model input, in the model's input order) ->
     {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file.
 
@@ -368,7 +344,7 @@ def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, ax
             echo(note)
         planes = [{**plane, input_id: (image, image_axes, name)} for plane in planes]
     results: dict[str, list[np.ndarray]] = {o: [] for o in model.output_ids}
-    with open_predictor(model, mode, device, tile, halo, echo) as predictor:
+    with open_predictor(model, mode, device, tile, halo, echo, denormalize=denormalize) as predictor:
         for k, arrays in enumerate(planes):
             members, space_voxels = sample_members(model, arrays)
 

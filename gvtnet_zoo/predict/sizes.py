@@ -8,7 +8,10 @@ the same axis, as CAREamics exports) are cropped back to what the unpadded input
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
+
+import numpy as np
 
 from ..errors import UserError
 
@@ -65,14 +68,58 @@ def exceeds_fixed_size(descr: Any, sample: Any) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class Border:
+    """How an image is padded up to a valid size: numpy's pad ``mode``, and whether half of the padding goes
+    before the image (``centred``) or all of it after."""
+
+    mode: str = "symmetric"
+    centred: bool = False
+
+    def split(self, size: int, padded: int) -> tuple[int, int]:
+        """(voxels before, voxels after) the image of ``size`` padded to ``padded``."""
+        total = padded - size
+        before = total // 2 if self.centred else 0
+        return before, total - before
+
+    def source_index(self, positions: np.ndarray, size: int, before: int) -> np.ndarray:
+        """The image index each padded position (0 = the first padded voxel) reads, as numpy's pad gives it
+        (periodic beyond the image's own length)."""
+        i = positions - before
+        if self.mode == "reflect":
+            if size == 1:
+                return np.zeros_like(i)
+            k = i % (2 * size - 2)
+            return np.where(k < size, k, 2 * size - 2 - k)
+        k = i % (2 * size)
+        return np.where(k < size, k, 2 * size - 1 - k)
+
+
+# the original GVTNets (and CSBDeep's CARE) pad with PadAndCropResizer: numpy 'reflect', half the padding (rounded
+# down) before the image and the rest after; a GVTNet attends to the whole padded image, so the border moves every
+# voxel and gvtnet-zoo's own packages are padded as their networks were by the original's predict.py
+ORIGINAL_BORDER = Border("reflect", centred=True)
+
+
+def border_of(descr: Any) -> Border:
+    """gvtnet-zoo packages (trained here or imported): the original's padding; any other package: mirrored
+    ('symmetric') on the far side, as bioimageio.core pads."""
+    config = getattr(getattr(descr, "config", None), "gvtnet_zoo", None)
+    return ORIGINAL_BORDER if isinstance(config, dict) else Border()
+
+
 def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
-    """Pad every input's space axes on their far side (mirroring) to valid sizes; returns the original sizes."""
-    original = {}
+    """Pad every input's space axes to valid sizes as ``border_of`` says; returns the original sizes, and the
+    voxels padded before each axis under the key ``(tensor id, 'before')``."""
+    border = border_of(descr)
+    original: dict[Any, dict[Any, int]] = {}
     for tensor in descr.inputs:
         member = sample.members[tensor.id]
         original[tensor.id] = dict(member.sizes)
-        targets = {a.id: valid_size(a, original[tensor.id][a.id]) for a in tensor.axes if a.type == "space"}
-        sample.members[tensor.id] = member.pad_to(targets, pad_where="right", mode="symmetric")
+        widths = {a.id: border.split(original[tensor.id][a.id], valid_size(a, original[tensor.id][a.id]))
+                  for a in tensor.axes if a.type == "space"}
+        original[(tensor.id, "before")] = {a: w[0] for a, w in widths.items()}
+        sample.members[tensor.id] = member.pad(widths, mode=border.mode) if any(sum(w) for w in widths.values()) else member
     return original
 
 
@@ -96,7 +143,9 @@ def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -
                 if source is not None:
                     name, ratio, offset = source
                     size = next(n for a, n in original[tensor.id].items() if str(a) == name)
-                    crop[axis.id] = slice(0, output_length(size, ratio, offset, name))
+                    before = next((n for a, n in original.get((tensor.id, "before"), {}).items() if str(a) == name), 0)
+                    start = round(before * ratio)
+                    crop[axis.id] = slice(start, start + output_length(size, ratio, offset, name))
                     break
         result.members[out.id] = result.members[out.id][crop]
     return result

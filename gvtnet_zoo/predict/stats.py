@@ -105,8 +105,9 @@ def volume_statistics(job: StreamJob, descr: Any, array: Any, time: int,
     measures, _, _ = stat_measures(descr)
     if not measures:
         return {}
-    sizes = {a.axis: a.size for a in job.plan.axes}
-    regions = [{a: (start, min(stop, sizes[a])) for a, (start, stop) in tile.cores.items()} for tile in job.plan.tiles()]
+    image = {a.axis: (a.before, a.before + a.size) for a in job.plan.axes}  # the image on the padded grid
+    regions = [{a: (max(start, image[a][0]), min(stop, image[a][1])) for a, (start, stop) in tile.cores.items()}
+               for tile in job.plan.tiles()]
     regions = [r for r in regions if all(start < stop for start, stop in r.values())]
     complete = [0]
 

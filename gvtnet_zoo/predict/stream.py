@@ -23,6 +23,7 @@ from ..image_io.files import to_model_axes
 from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, release_locks, take_locks
 from ..image_io.volumes import VolumeSource, open_volume
 from ..progress import Progress, no_progress
+from .denormalize import denormalization
 from .halo_check import SeamCheck
 from .halos import tile_and_halo
 from .local_executor import run_local
@@ -80,7 +81,7 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
              global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
              halo: dict[str, int], on_dask: bool = False, echo: Callable[[str], None] = lambda _: None,
-             model_sha256: str = "") -> tuple[StreamJob, Any]:
+             model_sha256: str = "", denormalize: bool = False) -> tuple[StreamJob, Any]:
     """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
     from bioimageio.spec.model import v0_5
 
@@ -91,6 +92,8 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     if not isinstance(descr, v0_5.ModelDescr) or len(descr.inputs) != 1:
         raise UserError("streamed prediction (OME-Zarr, --dask) takes format 0.5 models with one input; "
                         "predict this model on TIFF files")
+    if denormalize:
+        denormalization(descr)  # refused before anything is read or written
     tensor = descr.inputs[0]
     letters = _letters(tensor)
     _check_fits(source, tensor, letters)
@@ -105,7 +108,8 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     plan = plan_tiles(descr, sizes, tile, halos)
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
-                     tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos, model_sha256), descr
+                     tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos, model_sha256,
+                     denormalize=denormalize), descr
 
 
 def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
@@ -117,19 +121,20 @@ def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
     return {"model": job.model_source, "model_sha256": job.model_sha256, "weights": job.weight_format, "source": source.path,
             "dataset": source.dataset, "input_files": files_fingerprint(stored), "shape": source.shape, "axes": source.axes, "scales": source.scales,
             "units": source.units, "global_context": job.global_context, "time_points": time_points,
-            "plan": job.plan.to_json()}
+            "plan": job.plan.to_json(), **({"denormalize": True} if job.denormalize else {})}  # never mix units
 
 
 def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: Path, *, weight_format: Optional[str],
                     device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
                     axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
-                    dask: Optional[str], dask_workers: Optional[int] = None,
+                    dask: Optional[str], dask_workers: Optional[int] = None, denormalize: bool = False,
                     echo: Callable[[str], None] = print, progress: Progress = no_progress) -> PredictionSummary:
     """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
     model_sha256 = package_sha256(model_source) if Path(model_source).exists() else ""
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo,
-                     on_dask=dask is not None, echo=echo if index == 0 else lambda _: None, model_sha256=model_sha256)
+                     on_dask=dask is not None, echo=echo if index == 0 else lambda _: None, model_sha256=model_sha256,
+                     denormalize=denormalize)
             for index, s in enumerate(sources)]
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):

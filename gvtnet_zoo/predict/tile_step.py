@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import refuse_non_finite
 from ..image_io.ome_zarr_out import OutputImage
 from ..image_io.volumes import VolumeSource, read_region
+from .denormalize import denormalization, denormalize_sample
 from .network_call import run_network
 from .plan import Tile, TilePlan
 
@@ -36,20 +37,15 @@ class StreamJob:
     output_dims: dict[str, tuple[str, ...]]
     gvtos: int = 0  # global context: the network's GVTOs, one collecting pass each
     model_sha256: str = ""  # the package's bytes: a package re-made at the same path is another model
-
-
-def mirrored(start: int, stop: int, size: int) -> np.ndarray:
-    """Image indices of padded positions [start, stop) of an axis of ``size`` mirrored on its far side, as numpy's
-    'symmetric' padding of the whole image gives them (periodic beyond twice the size)."""
-    q = np.arange(start, stop) % (2 * size)
-    return np.where(q < size, q, 2 * size - 1 - q)
+    denormalize: bool = False  # --denormalize: each block mapped back with the whole volume's percentiles
 
 
 def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], time: int) -> np.ndarray:
-    """A region (on the padded grid) of one time point, float32 in the model's axes; beyond the image's far
-    end mirrored from the image itself, as the whole image is padded to a valid size in memory."""
-    sizes = {a.axis: a.size for a in job.plan.axes}
-    indices = {a: mirrored(start, stop, sizes[a]) for a, (start, stop) in region.items()}
+    """A region (on the padded grid) of one time point, float32 in the model's axes; the padding read from the
+    image itself as the plan's border pads the whole image in memory."""
+    plans = {a.axis: a for a in job.plan.axes}
+    indices = {a: job.plan.border.source_index(np.arange(start, stop), plans[a].size, plans[a].before)
+               for a, (start, stop) in region.items()}
     spans = {a: (int(i.min()), int(i.max()) + 1) for a, i in indices.items()}
     block = read_region(array, job.source, time, spans, job.letters)
     refuse_non_finite(block, job.source.name)  # before the statistics pass and every tile: nothing NaN is written
@@ -142,6 +138,7 @@ class TileStep:
         self.model, self.pre, self.post = loaded.model, loaded.pre, loaded.post
         self.pipeline, self.network = loaded.pipeline, loaded.network
         self.array = job.source.open()
+        self.denormalization = denormalization(self.model.descr) if job.denormalize else None
         self.last_output: Optional[np.ndarray] = None
 
     def _preprocessed(self, tile: Tile, time: int, stat: dict[Any, Any]) -> Any:
@@ -184,6 +181,8 @@ class TileStep:
         result = Sample(members=members, stat=sample.stat, id=sample.id)
         for op in self.post:
             op(result)
+        if self.denormalization is not None:  # ``stat`` holds the volume's percentiles (predict/stats.py)
+            denormalize_sample(self.denormalization, result, stat)
         blocks = {}
         for index, (output_id, image) in enumerate(self.job.outputs.items()):
             data = result.members[output_id].transpose(self.job.output_dims[output_id]).data.to_numpy()

@@ -1,7 +1,7 @@
 """Tiled prediction in memory: the tile plan (predict/plan.py) run over an image held in memory.
 
 The sample is normalized once, from the image as given (percentiles and means never see padding), then
-mirrored up to the plan's valid size; each tile of the plan is cut from it, predicted, and its core written
+padded up to the plan's valid size as the plan's border says; each tile of the plan is cut from it, predicted, and its core written
 into the output array, which is postprocessed once. Streamed and Dask prediction run the same tiles with
 the same statistics, so the three agree to float rounding.
 """
@@ -45,9 +45,10 @@ def predict_tiled(pipeline: Any, descr: Any, sample: Any, plan: TilePlan, progre
     from bioimageio.spec.model import v0_5
 
     pipeline.apply_preprocessing(sample)  # statistics of the image as given
-    padded = {v0_5.AxisId(a.axis): a.padded for a in plan.axes}
-    for tensor in descr.inputs:
-        sample.members[tensor.id] = sample.members[tensor.id].pad_to(padded, pad_where="right", mode="symmetric")
+    widths = {v0_5.AxisId(a.axis): (a.before, a.padded - a.size - a.before) for a in plan.axes}
+    if any(sum(w) for w in widths.values()):
+        for tensor in descr.inputs:
+            sample.members[tensor.id] = sample.members[tensor.id].pad(widths, mode=plan.border.mode)
     dims = {str(o.id): [a.id for a in o.axes] for o in descr.outputs}
     outputs: dict[str, np.ndarray] = {}
     check = SeamCheck(plan, progress_name, warn)

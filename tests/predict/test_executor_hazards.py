@@ -96,10 +96,14 @@ def test_the_far_border_is_mirrored_from_the_image_with_no_halo(tmp_path: Path) 
     np.testing.assert_allclose(np.squeeze(_zarr(tmp_path / "st" / "img.pred.ome.zarr")), reference, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("start", "stop", "size"), [(0, 8, 3), (60, 72, 65), (64, 72, 65), (0, 20, 1), (2, 9, 5)])
-def test_mirrored_indices_are_numpys_symmetric_padding(start: int, stop: int, size: int) -> None:
-    padded = np.pad(np.arange(size), (0, max(0, stop - size)), mode="symmetric")
-    np.testing.assert_array_equal(tile_step.mirrored(start, stop, size), padded[start:stop])
+@pytest.mark.parametrize("mode", ["symmetric", "reflect"])
+@pytest.mark.parametrize(("size", "before", "after"), [(3, 0, 5), (65, 0, 7), (65, 3, 4), (1, 2, 19), (5, 7, 9), (2, 5, 0)])
+def test_border_indices_are_numpys_padding(mode: str, size: int, before: int, after: int) -> None:
+    from gvtnet_zoo.predict.sizes import Border
+
+    padded = np.pad(np.arange(size), (before, after), mode=mode)  # type: ignore[call-overload]
+    indices = Border(mode).source_index(np.arange(len(padded)), size, before)
+    np.testing.assert_array_equal(indices, padded)
 
 
 def test_resume_refuses_an_input_rewritten_since(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -20,7 +20,7 @@ def torchscript_weights(net: torch.nn.Module, folder: Path) -> object:
 def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size: int | tuple[int, int],
                       weights: Optional[object] = None, output_scale: float = 1.0, offset: int = 0, halo: int = 0,
                       channels: int = 1, name: str = "other", space: str = "yx",
-                      preprocessing: Optional[list] = None) -> Path:
+                      preprocessing: Optional[list] = None, postprocessing: Optional[list] = None) -> Path:
     """A package: input (B, channels, *space) of fixed ``size`` or (min, step) on every space axis; output
     (B, 1, *space) sized by reference to the input (x input scale / ``output_scale`` + ``offset``), with ``halo``;
     test tensors from ``net`` (on the raw test input: give ``preprocessing`` only where that does not matter)."""
@@ -47,7 +47,8 @@ def single_io_package(folder: Path, net: torch.nn.Module, x: np.ndarray, *, size
             preprocessing=preprocessing or [])],
         outputs=[bio.OutputTensorDescr(
             id=bio.TensorId("out"), test_tensor=bio.FileDescr(source=folder / "out.npy"),
-            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]), *output_axes])],
+            axes=[bio.BatchAxis(), bio.ChannelAxis(channel_names=[bio.Identifier("p")]), *output_axes],
+            postprocessing=postprocessing or [])],
         weights=weights or torchscript_weights(net, folder),
     )
     return Path(save_bioimageio_package(descr, output_path=folder / f"{name}.zip"))  # name: 5+ characters

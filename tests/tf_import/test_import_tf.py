@@ -118,23 +118,28 @@ def test_import_tf_then_package_gives_the_original_outputs(case: str, tmp_path: 
 
 
 def _check_pixel_size(package: Path, rdf: str, tmp_path: Path) -> None:
-    """The label-free package declares 0.29 um pixels; predict --pixel-size resizes around the package."""
+    """The label-free package declares 0.29 um pixels; predict --pixel-size resizes around the package, the
+    network seeing the image z-scored at its own pixel size, then resized (as the original's test images)."""
     from gvtnet_zoo.data.resample import resize_yx
 
     described = yaml.safe_load(rdf)
     for tensor in (described["inputs"][0], described["outputs"][0]):
         yx = [a for a in tensor["axes"] if a.get("id") in ("y", "x")]
         assert [(a["scale"], a["unit"]) for a in yx] == [(0.29, "micrometer")] * 2
-    image = np.random.default_rng(2).gamma(2.0, 10.0, (320, 300)).astype(np.float32)
+    image = np.random.default_rng(2).gamma(2.0, 10.0, (320, 288)).astype(np.float32)
     tifffile.imwrite(tmp_path / "fine.tif", image)
-    tifffile.imwrite(tmp_path / "coarse.tif", resize_yx(image, "yx", 0.5))
-    assert main(["predict", str(package), str(tmp_path / "fine.tif"), "--out", str(tmp_path / "p1"), "--whole",
-                 "--pixel-size", "0.145"]) == 0
-    assert main(["predict", str(package), str(tmp_path / "coarse.tif"), "--out", str(tmp_path / "p2"), "--whole"]) == 0
-    resized = tifffile.imread(tmp_path / "p1" / "fine.tif")
-    coarse = tifffile.imread(tmp_path / "p2" / "coarse.tif")
-    assert resized.shape[-2:] == image.shape and coarse.shape[-2:] == (160, 150)
-    np.testing.assert_allclose(resized, resize_yx(coarse, "bcyx"[4 - coarse.ndim:], sizes=image.shape), atol=1e-5)
+    # as the original: z-scored (float64) at the image's own pixel size, then resized; a valid size (160, 144)
+    zscored = (image.astype(np.float64) - image.mean(dtype=np.float64)) / (image.std(dtype=np.float64) + 1e-6)
+    scripted = torch.jit.load(str(tmp_path / "package" / "weights_torchscript.pt")).eval()
+    with torch.no_grad():
+        coarse = scripted(torch.from_numpy(resize_yx(zscored, "yx", 0.5))[None, None]).numpy()[0]
+    for out, keep in (("p1", []), ("p2", ["--keep-model-pixel-size"])):
+        assert main(["predict", str(package), str(tmp_path / "fine.tif"), "--out", str(tmp_path / out), "--whole",
+                     "--pixel-size", "0.145", "--weight-format", "torchscript", *keep]) == 0
+    resized, kept = (tifffile.imread(tmp_path / out / "fine.tif") for out in ("p1", "p2"))
+    assert resized.shape[-2:] == image.shape and kept.shape == coarse.shape and coarse.shape[-2:] == (160, 144)
+    np.testing.assert_allclose(kept, coarse, atol=1e-5 * np.ptp(coarse))
+    np.testing.assert_allclose(resized, resize_yx(coarse, "cyx", sizes=image.shape), atol=1e-5 * np.ptp(coarse))
 
 
 def _refused(capsys: pytest.CaptureFixture, args: list[str], out: Path) -> str:
