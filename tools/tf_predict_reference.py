@@ -131,7 +131,10 @@ runpy.run_path("predict.py", run_name="__main__")
 def make_raw(shape: tuple, dtype: str, rng: np.random.Generator) -> np.ndarray:
     if dtype == "uint16":  # camera-like counts: offset + gamma-distributed signal
         return np.round(100 + rng.gamma(2.0, 300.0, shape)).clip(0, 65535).astype(np.uint16)
-    return rng.standard_normal(shape).astype(np.float32)  # z-scored, like the label-free test tiffs
+    # z-scored exactly (float64 mean and std, as datasets/label-free/transforms.py), like the label-free test tiffs:
+    # a package that z-scores its input again then sees the same image
+    image = rng.standard_normal(shape)
+    return ((image - image.mean()) / image.std()).astype(np.float32)
 
 
 def run_worker(work: Path, flags: list, raw_path: str = "") -> str:

@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import UserError
 from ..progress import Progress, no_progress
 from .network_call import run_network
-from .sizes import crop_outputs, input_axis_of, pad_to_valid, valid_size
+from .sizes import border_of, crop_outputs, input_axis_of, pad_to_valid, valid_size
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def patch_rule(descr: Any, patches: dict[str, int], overlap: dict[str, int]) -> 
         if not isinstance(axis.size, v0_5.ParameterizedSize):
             raise UserError(f"--patches needs an input of parameterized size; the model's {name} is fixed at "
                             f"{axis.size}: predict it with --tile")
-        rounded[name] = valid_size(axis, wanted)
+        rounded[name] = valid_size(axis, wanted, border_of(descr).step_only)  # the original: up to its step
         overlaps[name] = overlap.get(name, 0)
         if overlaps[name] >= rounded[name]:
             raise UserError(f"--overlap along {name} ({overlaps[name]}) must be smaller than the patch "

@@ -196,7 +196,7 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
         if axis.type != "space":
             continue
         name, size = str(axis.id), sizes[str(axis.id)]
-        padded, step = valid_size(axis, size), grid_step(axis)
+        padded, step = valid_size(axis, size, border.step_only), grid_step(axis)
         tiled = name in kept_ids and isinstance(axis.size, (v0_5.ParameterizedSize, int))
         length = valid_tile(axis, tile.get(name, padded), padded) if tiled else padded
         h = math.ceil(halo.get(name, 0) / step) * step

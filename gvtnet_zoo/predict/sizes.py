@@ -26,11 +26,14 @@ def fixed_grid(size: int) -> int:
     return step
 
 
-def valid_size(axis: Any, size: int) -> int:
+def valid_size(axis: Any, size: int, step_only: bool = False) -> int:
     """The smallest valid size >= ``size`` for a 0.5 input axis; for a fixed size, itself or more (tiles of it
-    cover the image, their starts on its grid)."""
+    cover the image, their starts on its grid). ``step_only``: a multiple of the step, even below the declared
+    minimum (which a package raises to hold its halo; the network itself runs on any multiple)."""
     from bioimageio.spec.model import v0_5
 
+    if isinstance(axis.size, v0_5.ParameterizedSize) and step_only:
+        return max(1, math.ceil(size / axis.size.step)) * axis.size.step
     if isinstance(axis.size, v0_5.ParameterizedSize):
         return axis.size.get_size(axis.size.get_n(size)) if size > axis.size.min else axis.size.min
     if isinstance(axis.size, int):
@@ -75,6 +78,7 @@ class Border:
 
     mode: str = "symmetric"
     centred: bool = False
+    step_only: bool = False  # pad to a multiple of the step, not to the declared minimum (valid_size)
 
     def split(self, size: int, padded: int) -> tuple[int, int]:
         """(voxels before, voxels after) the image of ``size`` padded to ``padded``."""
@@ -95,10 +99,10 @@ class Border:
         return np.where(k < size, k, 2 * size - 1 - k)
 
 
-# the original GVTNets (and CSBDeep's CARE) pad with PadAndCropResizer: numpy 'reflect', half the padding (rounded
-# down) before the image and the rest after; a GVTNet attends to the whole padded image, so the border moves every
+# the original GVTNets (and CSBDeep's CARE) pad with PadAndCropResizer: numpy 'reflect' to a multiple of the
+# network's step, half the padding (rounded down) before the image and the rest after; a GVTNet attends to the whole padded image, so the border moves every
 # voxel and gvtnet-zoo's own packages are padded as their networks were by the original's predict.py
-ORIGINAL_BORDER = Border("reflect", centred=True)
+ORIGINAL_BORDER = Border("reflect", centred=True, step_only=True)
 
 
 def border_of(descr: Any) -> Border:
@@ -116,7 +120,7 @@ def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
     for tensor in descr.inputs:
         member = sample.members[tensor.id]
         original[tensor.id] = dict(member.sizes)
-        widths = {a.id: border.split(original[tensor.id][a.id], valid_size(a, original[tensor.id][a.id]))
+        widths = {a.id: border.split(original[tensor.id][a.id], valid_size(a, original[tensor.id][a.id], border.step_only))
                   for a in tensor.axes if a.type == "space"}
         original[(tensor.id, "before")] = {a: w[0] for a, w in widths.items()}
         sample.members[tensor.id] = member.pad(widths, mode=border.mode) if any(sum(w) for w in widths.values()) else member

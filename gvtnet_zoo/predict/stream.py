@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import refuse_to_touch_inputs
-from ..errors import UserError
+from ..errors import Cancelled, UserError
 from ..hashing import files_fingerprint, package_sha256
 from ..image_io.files import to_model_axes
 from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, release_locks, take_locks
@@ -187,6 +187,8 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             voxels += times * int(np.prod([a.size for a in job.plan.axes]))
     except KeyboardInterrupt:
         raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
+    except Cancelled:  # the GUI's Cancel, as Ctrl-C: what was written is kept for a resume
+        raise
     except BaseException:  # bad input (NaN, say) or any failure: nothing half-written that this run created stays
         for image in fresh:
             image.remove()

@@ -250,7 +250,7 @@ def test_what_bioimageio_would_pack_is_checked_too(publishable: Path) -> None:
     descr = read_description(publishable)
     outside = descr.model_copy(update={"documentation": bio.FileDescr(source=Path("/etc/hostname"))})
     assert files_outside(publishable, outside) == [
-        "the file hostname bioimageio.spec would pack: '/etc/hostname' (a file beside the zip, not in it)"]
+        "the file 'hostname' bioimageio.spec would pack: '/etc/hostname' (a file beside the zip, not in it)"]
     with pytest.raises(UserError, match="hostname"):
         refuse_files_outside(publishable, outside)
     refuse_files_outside(publishable, descr)
