@@ -58,7 +58,7 @@ def _axis_letter(axis: Any, field: str, where: Path) -> tuple[str, str, str]:
     name, kind = str(axis.get("name", "")), str(axis.get("type", ""))
     letter = NGFF_AXIS_TYPES.get(kind, name.lower() if kind == "space" else "")
     unit = axis.get("unit")
-    return letter, f"{name!r} ({kind or 'no type'})", str(unit) if unit else ""
+    return letter, f"{name!r} ({kind or 'no type'})", unit if isinstance(unit, str) else ""  # a unit is a name
 
 
 def ngff_axes(entry: dict[str, Any], path: Path, prefix: str) -> tuple[str, dict[str, str]]:

@@ -189,3 +189,20 @@ def test_streamed_prediction_of_a_tiff_with_bad_sizes_writes_only_positive_finit
     scales = [t["scale"] for d in entry["datasets"] for t in d["coordinateTransformations"] if t["type"] == "scale"]
     assert scales and all(math.isfinite(v) and v > 0 for scale in scales for v in scale)
     assert all("unit" not in axis for axis in entry["axes"])
+
+
+@pytest.mark.parametrize("unit", [["micrometer"], 5, {"name": "um"}])
+def test_a_unit_that_is_not_a_name_is_dropped(tmp_path: Path, unit: Any) -> None:
+    def odd(attrs: Attrs) -> None:
+        _entry(attrs)["axes"][1]["unit"] = unit
+
+    source = open_volume(_ome_zarr(tmp_path / "u.ome.zarr", 3, odd))
+    assert source.units == {"z": "micrometer", "x": "micrometer"}
+
+
+def test_an_axis_named_twice_is_named_as_such(tmp_path: Path) -> None:
+    def twice(attrs: Attrs) -> None:
+        _entry(attrs)["axes"][2]["name"] = "y"
+
+    with pytest.raises(UserError, match="axis 'y' \\(space\\) appears twice"):
+        open_volume(_ome_zarr(tmp_path / "d.ome.zarr", 3, twice))
