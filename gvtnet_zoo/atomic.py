@@ -36,6 +36,20 @@ def refuse_to_touch_inputs(outputs: Sequence[str | Path], inputs: Sequence[str |
                                 "no input is written over")
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system shows it (os.umask sets it, which other
+    threads writing files at that moment would see)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it is renamed to ``path``, on error removed."""
@@ -45,6 +59,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):  # mkstemp makes it private (0600): give it the mode a plain write would have
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
