@@ -15,12 +15,16 @@ from .errors import UserError
 from .resources import resource_dir
 
 
+TOP_LEVEL_KEYS = ("name", "description")  # the spec's own values; every other key lies in a section
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"data.patch_size=[16,32,32]"`` -> (["data", "patch_size"], [16, 32, 32]); the value is YAML."""
     key, sep, raw_value = text.partition("=")
     path = key.strip().split(".")
-    if not sep or len(path) < 2 or not all(path):
-        raise UserError(f"--set expects section.key=value (e.g. train.lr=0.001), got {text!r}")
+    if not sep or not all(path) or (len(path) < 2 and path[0] not in TOP_LEVEL_KEYS):
+        raise UserError(f"--set expects section.key=value (e.g. train.lr=0.001) or one of "
+                        f"{', '.join(TOP_LEVEL_KEYS)}=value, got {text!r}")
     try:
         value = yaml.safe_load(raw_value)
     except yaml.YAMLError as err:

@@ -111,8 +111,8 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
         raise UserError(f"{run.root} is a file; give a folder for --out")
     if run.root.exists() and any(run.root.iterdir()) and not overwrite:
         raise UserError(f"{run.root} exists and is not empty; add --overwrite to replace it, or choose another --out")
-    if not run.root.parent.is_dir():
-        raise UserError(f"the folder {run.root.parent} for --out does not exist; create it first")
+    if run.root.parent.exists() and not run.root.parent.is_dir():
+        raise UserError(f"{run.root.parent} is a file; give --out inside a folder")
     model = build_model(spec)
     load_tf_weights(model, ckpt)
     image = None
@@ -122,6 +122,7 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
             raise UserError(f"the sample {sample} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
     spec = _imported_spec(spec, ckpt)
     step = ckpt.global_step()
+    run.root.parent.mkdir(parents=True, exist_ok=True)  # as train and predict do; only once the input is read
     with tempfile.TemporaryDirectory(prefix=f".{run.root.name}.", dir=run.root.parent) as tmp:
         staged = RunDir(Path(tmp) / "run")
         staged.checkpoints.mkdir(parents=True)
