@@ -143,3 +143,12 @@ def test_predict_never_writes_over_its_input(packages: dict[str, Path], tmp_path
     assert main(["predict", str(packages["2d"]), str(image), "--out", str(tmp_path), "--overwrite"]) == 2
     assert "no input is written over" in capsys.readouterr().err
     np.testing.assert_array_equal(tifffile.imread(image), volume[0].astype(np.float32))
+
+
+def test_a_thin_stack_read_as_channels_names_the_axes_to_give(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33 item 7: 3 planes are guessed to be channels; the message names --axes zyx."""
+    from gvtnet_zoo.errors import UserError
+    from gvtnet_zoo.image_io.files import to_model_axes
+
+    with pytest.raises(UserError, match="if its c axis is z, give --axes zyx"):
+        to_model_axes(np.zeros((3, 77, 93), np.float32), "cyx", "bczyx", "thin.tif")

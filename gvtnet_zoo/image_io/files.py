@@ -98,8 +98,11 @@ def to_model_axes(array: np.ndarray, axes: str, model_axes: Sequence[str], name:
     """Reorder ``array`` to ``model_axes`` (letters), adding missing singleton axes and dropping extra singletons."""
     needed = [a for a in model_axes if a in "zyx" and a not in axes]
     if needed:
-        raise UserError(f"{name} has axes {axes} but the model needs a {needed[0]} axis; "
-                        "give an image of the model's dimensionality")
+        # a thin stack (3 planes, say) is guessed to be channels: name the --axes that reads it as the model needs
+        guessed = next((a for k, a in enumerate(axes) if a in "ct" and array.shape[k] > 1), None)
+        hint = (f"if its {guessed} axis is {needed[0]}, give --axes {axes.replace(guessed, needed[0])}"
+                if guessed and needed[0] == "z" else "give an image of the model's dimensionality")
+        raise UserError(f"{name} has axes {axes} but the model needs a {needed[0]} axis; {hint}")
     for letter in [a for a in axes if a not in model_axes]:
         index = axes.index(letter)
         if array.shape[index] != 1:
