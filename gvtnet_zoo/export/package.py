@@ -34,6 +34,7 @@ from .architecture import network_kwargs, write_architecture
 from .compat import plain_file_references
 from .cover import write_cover
 from .model_card import TASKS, citations, render_model_card, task_of, validation_table
+from .publish import placeholder_authors
 from .rdf import PackageFiles, build_description
 from .weights import export_onnx, script_model
 from .zoo_test import WEIGHT_FORMATS, FormatResult, format_results, run_zoo_tests
@@ -266,6 +267,10 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         shutil.move(str(built), str(final.with_name(f".{final.name}.tmp")))
         os.replace(final.with_name(f".{final.name}.tmp"), final)
     echo(f"bioimageio.core test_model on {final.name}:\n{format_results(results)}")
+    placeholder = placeholder_authors(list(authors) or spec.export.authors)
+    if passed and placeholder:  # package passes; upload would fail on it later
+        echo(f"warning: the author {placeholder!r} is a placeholder, which `gvtnet-zoo upload` refuses; package again "
+             f"with --author \"Name;affiliation;orcid\" --overwrite before uploading")
     if not passed:
         raise PackageFailed(f"the package failed the zoo's tests and was kept as {final} for inspection")
     echo(f"wrote {final} ({final.stat().st_size / 1e6:.1f} MB; {', '.join(formats)})")

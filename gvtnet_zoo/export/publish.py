@@ -26,6 +26,13 @@ PLACEHOLDER_NAMES = {"", "author", "authors", "name", "your name", "first last",
 PLACEHOLDER_LICENSES = {"", "unknown", "todo", "tbd", "other", "none", "noassertion"}
 
 
+def placeholder_authors(authors: Sequence[str]) -> Optional[str]:
+    """The first author (``Name;affiliation;orcid``) whose name is a placeholder such as "Your Name", or None; none
+    given counts as "" (a placeholder too)."""
+    names = [a.split(";")[0].strip() for a in authors] or [""]
+    return next((n for n in names if n.lower() in PLACEHOLDER_NAMES), None)
+
+
 @dataclass(frozen=True)
 class Check:
     """One row: what was checked, the result (pass / FAIL / n/a / not run) and why."""
