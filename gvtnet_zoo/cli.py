@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     package = sub.add_parser("package", help="turn a training run into a bioimage.io package, tested by the zoo's checks")
     package.add_argument("run", help="the run folder written by gvtnet-zoo train")
     package.add_argument("--out", required=True, help="the package to write, e.g. model.zip")
-    package.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    package.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                         help="which of the run's checkpoints to package: best (lowest validation loss, default) or last")
     package.add_argument("--weight-formats", help="comma-separated: torchscript,onnx,pytorch_state_dict (default: all)")
     package.add_argument("--name", help="model name (default: the spec's name)")
     package.add_argument("--description", help="one-line description (default: the spec's)")
@@ -264,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto (CUDA when it works), cpu, cuda or cuda:N")
     whole_or_tiles = predict.add_mutually_exclusive_group()
     whole_or_tiles.add_argument("--whole", action="store_true", help="predict each image at once")
-    whole_or_tiles.add_argument("--tile", metavar="Z,Y,X", help="predict in tiles of about this size (halos cropped)")
+    whole_or_tiles.add_argument("--tile", metavar="Z,Y,X", help="predict in tiles of about this size (input voxels, "
+                                "the halos inside it and cropped; at least 2 halos and one step of the model)")
     predict.add_argument("--global-context", action="store_true",
                          help="GVTNet packages made by gvtnet-zoo: the whole image's result in tiles of --tile "
                               "(default 64,256,256), tile-sized memory")
@@ -320,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, default=8, help="training pairs (default 8)")
     synth.add_argument("--n-test", type=int, default=2, help="test pairs (default 2)")
     synth.add_argument("--shape", default="32,128,128", help="Z,Y,X or Y,X of each source image (default 32,128,128)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same images")
     synth.set_defaults(handler=_synth)
     demo = sub.add_parser("demo", help="train, package, predict and evaluate a GVTNet and a U-Net on real data")
     demo.add_argument("--out", default="demo-out", help="folder for the demo's results (default: demo-out)")

@@ -80,3 +80,16 @@ def test_demo_runs_the_whole_tool_on_real_data(capsys: pytest.CaptureFixture[str
     assert sorted(p.name for p in (tmp_path / "predictions" / "gvtnet").iterdir()) == ["t08.tif", "t09.tif"]
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + two test time points
     assert "one-tailed paired t-test" in out
+
+
+def test_every_option_of_package_synth_and_predict_tiles_says_what_it_does() -> None:
+    """Issue 33 item 9: no option without help; a run of one tile says "1 tile"."""
+    from gvtnet_zoo.cli import build_parser
+    from gvtnet_zoo.predict.run import PredictionSummary
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("package", "synth", "predict"):
+        silent = [a.option_strings[0] for a in commands[name]._actions if a.option_strings and not a.help]
+        assert silent == [], f"{name}: {silent}"
+    assert ", 1 tile," in PredictionSummary(1, 10, 1.0, "cpu", "onnx", 1).line()

@@ -55,7 +55,7 @@ class PredictionSummary:
 
     def line(self) -> str:
         rate = self.voxels / self.seconds if self.seconds > 0 else float("nan")
-        tiles = f", {self.tiles} tiles" if self.tiles is not None else ""
+        tiles = f", {self.tiles} tile{'' if self.tiles == 1 else 's'}" if self.tiles is not None else ""
         return (f"predicted {self.files} file(s){tiles}, {self.voxels:,} voxels in {self.seconds:.1f} s "
                 f"({rate:,.0f} voxels/s) with {self.weight_format} weights on {self.device}")
 
