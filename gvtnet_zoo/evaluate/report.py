@@ -124,14 +124,25 @@ def write_csv(path: Path, results: dict[str, dict[str, float]], baseline: Option
             writer.writerow([name, *[f"{v:.6g}" for v in values], windows[name]])
 
 
-def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
+SMALL_SAMPLE = 5  # fewer paired images than this: a t-test's p-value says little (one outlier sets it)
+
+
+def box_plots(path: Path, results: dict[str, dict[str, float]], baseline: Optional[dict[str, dict[str, float]]],
               comparisons: list[Comparison]) -> None:
+    """One box per model (the baseline's beside it when given) for every metric, titled with which way is better
+    and the paired t-test's p-value where there is a baseline."""
     fig, axes = pyplot().subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6))
-    for ax, comparison in zip(axes, comparisons):
-        metric = comparison.metric
+    tests = {c.metric: c for c in comparisons}
+    for ax, metric in zip(axes, METRICS):
+        better = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
+        if baseline is None:
+            ax.boxplot([[r[metric] for r in results.values()]], tick_labels=["model"])
+            ax.set_title(f"{metric} ({better})", fontsize=9)
+            continue
         data = [[r[metric] for r in baseline.values()], [r[metric] for r in results.values()]]
         ax.boxplot(data, tick_labels=["baseline", "model"])
-        ax.set_title(f"{metric}\np = {comparison.p_value:.3g} (one-tailed, paired)", fontsize=9)
+        small = f", n = {len(results)}: too few to carry" if len(results) < SMALL_SAMPLE else ""
+        ax.set_title(f"{metric} ({better})\np = {tests[metric].p_value:.3g} (one-tailed, paired{small})", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, 100)
 
@@ -145,12 +156,10 @@ def default_output(pred: str | Path) -> Path:
 def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = None, baseline: Optional[str | Path] = None,
              plot: Optional[str | Path] = None, overwrite: bool = False,
              echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """Score ``pred`` against ``truth``; write the CSV (and, with a baseline, the comparison and box plots).
+    """Score ``pred`` against ``truth``; write the CSV (and the box plots; with a baseline, the comparison).
 
     ``out`` defaults to ``default_output(pred)``; no existing file is replaced without ``overwrite``.
     """
-    if plot and not baseline:
-        raise UserError("--plot draws model against baseline; give --baseline too")
     out = Path(out) if out is not None else default_output(pred)
     outputs = [out] + ([Path(plot)] if plot else [])
     refuse_to_replace(outputs, overwrite)
@@ -168,7 +177,10 @@ def evaluate(pred: str | Path, truth: str | Path, out: Optional[str | Path] = No
         comparisons = compare(results, base)
         for c in comparisons:
             echo(f"{c.metric:10s} model - baseline {c.mean_difference:+.4f}  one-tailed paired t-test p = {c.p_value:.3g}")
-        if plot:
-            box_plots(Path(plot), results, base, comparisons)
+        if len(results) < SMALL_SAMPLE:
+            echo(f"note: {len(results)} paired images are too few for these p-values to say much (one image can set "
+                 "them); compare on more test images")
+    if plot:
+        box_plots(Path(plot), results, base, compare(results, base) if base is not None else [])
     echo(f"wrote {out}" + (f" and {plot}" if plot else ""))
     return results

@@ -174,3 +174,18 @@ def test_evaluate_never_replaces_a_file_and_writes_beside_the_predictions(tmp_pa
     assert (tmp_path / "metrics.csv").read_text() == "a training log\n"
     assert main(["evaluate", str(pred), str(truth_dir), "--out", str(tmp_path / "metrics.csv"), "--overwrite"]) == 0
     assert (tmp_path / "metrics.csv").read_text().startswith("image,")
+
+
+def test_plot_without_a_baseline_draws_the_model_and_few_images_are_named(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33 item 6: --plot needs no baseline (the CSV and a plot of the model alone); with two paired images
+    the p-values come with a note on what two images can carry."""
+    rng = np.random.default_rng(2)
+    truth = {f"im{i}": rng.random((24, 24)) for i in range(2)}
+    pred = {k: v + 0.1 * rng.normal(size=v.shape) for k, v in truth.items()}
+    folders = [str(_folder(tmp_path / "pred", pred)), str(_folder(tmp_path / "truth", truth))]
+    assert main(["evaluate", *folders, "--out", str(tmp_path / "m.csv"), "--plot", str(tmp_path / "box.png")]) == 0
+    assert (tmp_path / "m.csv").exists() and (tmp_path / "box.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["evaluate", *folders, "--out", str(tmp_path / "m2.csv"), "--baseline", folders[0]]) == 0
+    assert "2 paired images are too few" in capsys.readouterr().out
