@@ -26,9 +26,7 @@ _STEPS: dict[int, tuple[TileStep, threading.Lock]] = {}  # per worker process: t
 
 def _step(job: StreamJob) -> tuple[TileStep, threading.Lock]:
     key = hash(repr(job))
-    if key not in _STEPS:
-        for step, _ in _STEPS.values():
-            step.close()
+    if key not in _STEPS:  # the model stays loaded in the worker (tile_step.loaded_model); the old job's step goes
         _STEPS.clear()
         _STEPS[key] = (TileStep(job), threading.Lock())
     return _STEPS[key]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from ..errors import UserError
-from .sizes import Border, border_of, fixed_grid, input_axis_of, output_length, valid_size
+from .sizes import Border, border_of, fixed_grid, input_axis_of, output_length, padding, valid_size
 
 Window = tuple[int, int, int, int]  # core start, core stop, tile start, tile stop (input voxels)
 
@@ -209,7 +209,7 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
                             "each side; give a smaller --halo") from None
         core = windows[0][1] - windows[0][0]
         axes.append(AxisPlan(name, size, padded, length, core, tiled and length < padded, h, step,
-                             border.split(size, padded)[0]))
+                             padding(descr, axis, size)[0]))
     return TilePlan(axes, {str(o.id): _output_axes(o, tensor, sizes, batch) for o in descr.outputs}, border)
 
 

@@ -112,18 +112,21 @@ def border_of(descr: Any) -> Border:
     return ORIGINAL_BORDER if isinstance(config, dict) else Border()
 
 
-def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
-    """Pad every input's space axes to valid sizes as ``border_of`` says; returns the original sizes, and the
-    voxels padded before each axis under the key ``(tensor id, 'before')``."""
+def padding(descr: Any, axis: Any, size: int) -> tuple[int, int]:
+    """(voxels before, voxels after) an input ``axis`` of ``size`` is padded to a valid size (``border_of``)."""
     border = border_of(descr)
+    return border.split(size, valid_size(axis, size, border.step_only))
+
+
+def pad_to_valid(descr: Any, sample: Any) -> dict[Any, dict[Any, int]]:
+    """Pad every input's space axes to valid sizes as ``border_of`` says; returns the original sizes."""
+    mode = border_of(descr).mode
     original: dict[Any, dict[Any, int]] = {}
     for tensor in descr.inputs:
         member = sample.members[tensor.id]
         original[tensor.id] = dict(member.sizes)
-        widths = {a.id: border.split(original[tensor.id][a.id], valid_size(a, original[tensor.id][a.id], border.step_only))
-                  for a in tensor.axes if a.type == "space"}
-        original[(tensor.id, "before")] = {a: w[0] for a, w in widths.items()}
-        sample.members[tensor.id] = member.pad(widths, mode=border.mode) if any(sum(w) for w in widths.values()) else member
+        widths = {a.id: padding(descr, a, original[tensor.id][a.id]) for a in tensor.axes if a.type == "space"}
+        sample.members[tensor.id] = member.pad(widths, mode=mode) if any(sum(w) for w in widths.values()) else member
     return original
 
 
@@ -147,8 +150,8 @@ def crop_outputs(descr: Any, result: Any, original: dict[Any, dict[Any, int]]) -
                 if source is not None:
                     name, ratio, offset = source
                     size = next(n for a, n in original[tensor.id].items() if str(a) == name)
-                    before = next((n for a, n in original.get((tensor.id, "before"), {}).items() if str(a) == name), 0)
-                    start = round(before * ratio)
+                    space = next(a for a in tensor.axes if str(a.id) == name)
+                    start = round(padding(descr, space, size)[0] * ratio)  # the output of the padding before
                     crop[axis.id] = slice(start, start + output_length(size, ratio, offset, name))
                     break
         result.members[out.id] = result.members[out.id][crop]

@@ -176,11 +176,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
                     executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: volume_statistics(job, descr, array, time, echo),
                                  check)
                 else:
-                    step = TileStep(job)
-                    try:
-                        run_local(job, step, todo, bar, check, progress, echo)
-                    finally:
-                        step.close()
+                    run_local(job, TileStep(job), todo, bar, check, progress, echo)
             for image in job.outputs.values():
                 image.finish(Path(image.path).name)
             fresh = []

@@ -195,6 +195,3 @@ class TileStep:
             place = place[1:] if dims[0] == "batch" else place
             blocks[output_id] = ((time, *place) if image.axes.startswith("t") else place, core.astype(np.float32))
         return blocks
-
-    def close(self) -> None:
-        """Nothing to free per job: the model stays loaded for the next (``release_models`` unloads it)."""

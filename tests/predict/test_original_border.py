@@ -15,19 +15,28 @@ import yaml
 from gvtnet_zoo.cli import main
 
 
+def _normalized(image: np.ndarray, steps: list[dict]) -> np.ndarray:
+    """The package's per-image normalization in numpy (scale_range or zero_mean_unit_variance, float64)."""
+    image = image.astype(np.float64)
+    step = next(p for p in steps if p["id"] in ("scale_range", "zero_mean_unit_variance"))
+    kwargs = step["kwargs"]
+    if step["id"] == "scale_range":
+        low, high = np.percentile(image, [kwargs["min_percentile"], kwargs["max_percentile"]])
+        return ((image - low) / (high - low + float(kwargs["eps"]))).astype(np.float32)
+    return ((image - image.mean()) / (image.std() + float(kwargs["eps"]))).astype(np.float32)
+
+
 def _expected(package: Path, image: np.ndarray, tmp_path: Path) -> np.ndarray:
-    """The package's network on the image normalized as its rdf says (percentiles of the image as given), padded
-    as the original's PadAndCropResizer pads (to a multiple of the step), cropped back."""
+    """The package's network on the image normalized as its rdf says (statistics of the image as given), padded
+    as the original's PadAndCropResizer pads (reflect to a multiple of the step, half before), cropped back."""
     with zipfile.ZipFile(package) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
         archive.extract(rdf["weights"]["torchscript"]["source"], tmp_path)
-    kwargs = next(p["kwargs"] for p in rdf["inputs"][0]["preprocessing"] if p["id"] == "scale_range")
-    low, high = np.percentile(image.astype(np.float64), [kwargs["min_percentile"], kwargs["max_percentile"]])
-    normalized = ((image - low) / (high - low + float(kwargs["eps"]))).astype(np.float32)
-    sizes = {a["id"]: a["size"] for a in rdf["inputs"][0]["axes"] if a.get("type") == "space"}
+    normalized = _normalized(image, rdf["inputs"][0]["preprocessing"])
+    steps = [a["size"]["step"] for a in rdf["inputs"][0]["axes"] if a.get("type") == "space"]
     pads = []
-    for axis, size in zip("zyx", image.shape):
-        valid = -(-size // sizes[axis]["step"]) * sizes[axis]["step"]  # the step's multiple, even below the minimum
+    for step, size in zip(steps, image.shape):
+        valid = -(-size // step) * step  # the step's multiple, even below the declared minimum
         pads.append(((valid - size) // 2, valid - size - (valid - size) // 2))
     padded = np.pad(normalized, pads, mode="reflect")
     network = torch.jit.load(str(tmp_path / rdf["weights"]["torchscript"]["source"])).eval()
@@ -36,15 +45,25 @@ def _expected(package: Path, image: np.ndarray, tmp_path: Path) -> np.ndarray:
     return out[tuple(slice(b, b + s) for (b, _), s in zip(pads, image.shape))]
 
 
-@pytest.mark.parametrize("shape", [(10, 55, 61), (9, 53, 54), (5, 21, 27)])  # the last below the declared minimum
-def test_whole_prediction_pads_as_the_original(packages: dict[str, Path], tmp_path: Path, shape: tuple[int, ...]) -> None:
+def _shapes(dims: int, count: int, seed: int) -> list[tuple[int, ...]]:
+    """Seeded sizes off the step grid, now and then an axis of 1 or 2 (reflect padding of tiny axes)."""
+    rng = np.random.default_rng(seed)
+    limits = [(1, 14), (1, 70), (1, 70)][3 - dims:]
+    return [tuple(int(rng.integers(lo, hi)) if rng.random() > 0.15 else int(rng.integers(1, 3)) for lo, hi in limits)
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize(("key", "shape"), [("3d", s) for s in [(10, 55, 61), (9, 53, 54), (5, 21, 27), *_shapes(3, 5, 1)]]
+                         + [("2d", s) for s in _shapes(2, 6, 2)])
+def test_whole_prediction_pads_as_the_original(packages: dict[str, Path], tmp_path: Path, key: str,
+                                               shape: tuple[int, ...]) -> None:
     image = (np.random.default_rng(7).random(shape) * 3000).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "img.tif", image)
-    assert main(["predict", str(packages["3d"]), str(tmp_path / "img.tif"), "--out", str(tmp_path / "out"), "--whole",
-                 "--weight-format", "torchscript"]) == 0
-    predicted = np.squeeze(tifffile.imread(tmp_path / "out" / "img.tif"))
-    expected = _expected(packages["3d"], image.astype(np.float32), tmp_path)
-    np.testing.assert_allclose(predicted, expected, atol=1e-5 * float(np.ptp(expected)), rtol=0)
+    tifffile.imwrite(tmp_path / "img.tif", image, metadata={"axes": "ZYX"[3 - len(shape):]})
+    assert main(["predict", str(packages[key]), str(tmp_path / "img.tif"), "--out", str(tmp_path / "out"), "--whole",
+                 "--weight-format", "torchscript", "--axes", "zyx"[3 - len(shape):]]) == 0
+    predicted = tifffile.imread(tmp_path / "out" / "img.tif").reshape(shape)
+    expected = _expected(packages[key], image.astype(np.float32), tmp_path)
+    np.testing.assert_allclose(predicted, expected, atol=1e-5 * max(float(np.ptp(expected)), 1e-6), rtol=0)
 
 
 def test_global_context_in_tiles_equals_the_whole_image_at_an_odd_size(packages: dict[str, Path], tmp_path: Path) -> None:
