@@ -201,6 +201,9 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1, description="steps between rows of metrics.csv")
     val_max_images: int = Field(4, ge=1, description="whole held-out images scored (NRMSE, Pearson r) per validation")
+    best_by: Literal["loss", "nrmse", "pearson_r"] = Field(
+        "loss", description="which validation makes checkpoints/best.pt: the lowest loss (CARE's rule), the lowest "
+                            "NRMSE or the highest Pearson r of the whole held-out images")
 
     @field_validator("amp", mode="before")
     @classmethod

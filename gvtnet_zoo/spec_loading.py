@@ -16,15 +16,20 @@ from .resources import resource_dir
 
 
 TOP_LEVEL_KEYS = ("name", "description")  # the spec's own values; every other key lies in a section
+SECTIONS = tuple(key for key in Spec.model_fields if key not in TOP_LEVEL_KEYS)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"data.patch_size=[16,32,32]"`` -> (["data", "patch_size"], [16, 32, 32]); the value is YAML."""
     key, sep, raw_value = text.partition("=")
     path = key.strip().split(".")
-    if not sep or not all(path) or (len(path) < 2 and path[0] not in TOP_LEVEL_KEYS):
-        raise UserError(f"--set expects section.key=value (e.g. train.lr=0.001) or one of "
-                        f"{', '.join(TOP_LEVEL_KEYS)}=value, got {text!r}")
+    if not sep or not all(path):
+        raise UserError(f"--set expects section.key=value (e.g. train.lr=0.001) or name=value, got {text!r}")
+    if len(path) < 2 and path[0] not in TOP_LEVEL_KEYS:
+        what = "a section" if path[0] in SECTIONS else "not a top-level key"
+        raise UserError(f"--set {text}: {path[0]!r} is {what}; give section.key=value with a section of "
+                        f"{', '.join(SECTIONS)} (e.g. model.depth=3), or a top-level key without a section: "
+                        + ", ".join(f"{k}=value" for k in TOP_LEVEL_KEYS))
     try:
         value = yaml.safe_load(raw_value)
     except yaml.YAMLError as err:
@@ -53,8 +58,8 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
-def _allowed_keys(loc: Sequence[int | str]) -> tuple[str, list[str]]:
-    """Follow a pydantic error location through the spec models: (dotted key, keys allowed beside it)."""
+def _allowed_keys(loc: Sequence[int | str]) -> tuple[list[str], list[str]]:
+    """Follow a pydantic error location through the spec models: (the key's path, keys allowed beside it)."""
     model: type[BaseModel] = Spec
     names: list[str] = []
     parts = list(loc)
@@ -73,7 +78,16 @@ def _allowed_keys(loc: Sequence[int | str]) -> tuple[str, list[str]]:
             break
         model = candidates[0]
     names.append(str(parts[-1]))
-    return ".".join(names), sorted(model.model_fields)
+    return names, sorted(model.model_fields)
+
+
+def _unknown_key(loc: Sequence[int | str], overrides: Sequence[str]) -> str:
+    """"unknown key 'model.dpth' (from --set model.dpth=3): model has no key 'dpth'; its keys: ..."."""
+    path, allowed = _allowed_keys(loc)
+    given = next((text for text in overrides if parse_override(text)[0][: len(path)] == path), None)
+    origin = f" (from --set {given})" if given else ""
+    section = ".".join(path[:-1]) or "the spec"
+    return f"unknown key '{'.'.join(path)}'{origin}: {section} has no key '{path[-1]}'; its keys: {', '.join(allowed)}"
 
 
 def _dotted(loc: Sequence[int | str]) -> str:
@@ -86,14 +100,14 @@ def _dotted(loc: Sequence[int | str]) -> str:
     return out
 
 
-def describe_validation_error(err: ValidationError, source: str) -> str:
-    """One line for all problems of a spec, each naming the key and what to do."""
+def describe_validation_error(err: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
+    """One line for all problems of a spec, each naming the key and what to do; an unknown key names the
+    ``--set`` among ``overrides`` that gave it and lists the keys of its section."""
     problems = []
     for item in err.errors():
         loc, kind = item["loc"], item["type"]
         if kind == "extra_forbidden":
-            key, allowed = _allowed_keys(loc)
-            problems.append(f"unknown key '{key}'; allowed there: {', '.join(allowed)}")
+            problems.append(_unknown_key(loc, overrides))
         elif kind == "union_tag_invalid":
             problems.append(f"{_dotted(loc)}.architecture {item['input'].get('architecture')!r} is not known; "
                             f"use one of {item['ctx']['expected_tags']}")
@@ -110,10 +124,11 @@ def spec_from_mapping(raw: Any, source: str = "<spec>", overrides: Iterable[str]
     """Validate a spec mapping (as read from YAML) after applying overrides."""
     if not isinstance(raw, dict):
         raise UserError(f"invalid spec {source}: expected a mapping of sections (name, model, data, train, export)")
+    overrides = list(overrides)
     try:
         return Spec.model_validate(apply_overrides(raw, overrides))
     except ValidationError as err:
-        raise UserError(describe_validation_error(err, source)) from None
+        raise UserError(describe_validation_error(err, source, overrides)) from None
 
 
 def bundled_specs_dir() -> Path:

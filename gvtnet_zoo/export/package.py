@@ -19,21 +19,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
 from ..atomic import refuse_to_replace
 from ..config import DataConfig, Spec
 from ..data.normalization import normalize_input
 from ..errors import PackageFailed, UserError
 from ..image_io.images import read_image, write_tiff
 from ..models import build_model, count_parameters
-from ..models.halo import tiling_halo
+from ..models.halo import spec_halo, tiling_halo
 from ..spec_loading import load_spec
 from ..train.checkpoint import check_network_revision, load_checkpoint
 from ..train.run_dir import RunDir
 from .architecture import network_kwargs, write_architecture
 from .compat import plain_file_references
 from .cover import write_cover
-from .model_card import TASKS, citations, render_model_card, task_of, validation_table
+from .model_card import TASKS, citations, origin_texts, refuse_small_sample, render_model_card, task_of
 from .publish import placeholder_authors
 from .rdf import PackageFiles, build_description
 from .weights import export_onnx, script_model
@@ -85,6 +84,7 @@ def _test_image(run: RunDir, spec: Spec, sample: Optional[Path]) -> np.ndarray:
         raise UserError(f"the sample {path} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
     if not np.isfinite(image).all():
         raise UserError(f"the sample {path} contains NaN or Inf values; give another --sample")
+    refuse_small_sample(path, image.shape, spec.model.size_step(), spec_halo(spec))
     return _centre_crop(image, spec.model.size_step(), spec.model.input_dims)
 
 
@@ -148,21 +148,6 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
                          f"(`scale_range`); targets {data.target_percentiles[0]} / {data.target_percentiles[1]}")
         target_scale = f"the targets' {data.target_percentiles[0]} / {data.target_percentiles[1]} percentiles at 0 / 1"
     axes = "z, y, x" if spec.model.input_dims == 3 else "y, x"
-    provenance = spec.provenance
-    made_with = f"gvtnet-zoo {__version__}, PyTorch {torch.__version__}"
-    data_text = (f"{provenance.data}: {provenance.train_images} training and {provenance.val_images} held-out images."
-                 if provenance else "Not recorded.")
-    validation_data = ((f"the run's {provenance.val_images} held-out image(s) of {provenance.data}" if provenance
-                        else "the run's held-out images") + f" (loss on {data.val_patches} patches of them, NRMSE "
-                       f"and Pearson r on up to {spec.train.val_max_images} whole images)")
-    if provenance and provenance.imported_from:
-        validation_data = ("the paper's test sets by its authors (Wang, Xie & Ji 2021, Fig. 2-4); gvtnet-zoo checked only "
-                           "that this network reproduces the original TensorFlow network's outputs")
-        made_with = f"the original GVTNets TensorFlow code; converted by gvtnet-zoo {__version__}, PyTorch {torch.__version__}"
-        data_text = (f"Trained by the GVTNets authors with their code ({provenance.data}); imported with `gvtnet-zoo "
-                     f"import-tf` from {provenance.imported_from}. The network computes the original's function "
-                     "(checked against the TensorFlow code to 1e-5 of its output range); the settings below are the "
-                     "recipe of the original training scripts, as the spec records them.")
     return {
         "name": name, "description": description, "task_text": TASKS[task], "spec_name": spec.name,
         "architecture_title": "GVTNet" if "gvtnet" in spec.model.architecture else "U-Net",
@@ -172,15 +157,10 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
         "min_yx": str(step[-1] + 2 * halo["x"]),
         "input_text": f"one channel, {spec.model.input_dims}D ({axes}), float32",
         "output_text": f"one channel, {spec.model.output_dims}D" + (" (z projected away)" if task == "surface-projection" else ""),
-        "weight_formats": ", ".join(formats), "made_with": made_with, "data_text": data_text,
+        "weight_formats": ", ".join(formats), **origin_texts(spec, run.metrics),
         "loss": spec.train.loss, "lr": str(spec.train.lr), "betas": str(list(spec.train.betas)),
         "steps": f"{spec.train.steps:,}", "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
         "normalization_text": normalization, "pixel_size_text": _pixel_size_text(data), "target_scale": target_scale,
-        "validation_table": validation_table(run.metrics),
-        "validation_data": validation_data,
-        "limitations": ("Trained on the data described above only: expect it to fail on other microscopes, stains, "
-                        "magnifications or noise levels without retraining. A restored image is a prediction, not a "
-                        "measurement; check it against real acquisitions before drawing conclusions."),
         "citations": "\n".join(f"- {c['text']} doi:{c['doi']}" for c in citations()),
     }
 

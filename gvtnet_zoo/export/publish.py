@@ -3,8 +3,8 @@ ilastik, deepImageJ) as far as they run here, each a row of one table.
 
 The collection (github.com/bioimage-io/collection, scripts/check_compatibility_*.py) tests core with
 ``determinism="full"``; ilastik 1.4.2 runs bioimageio.core 0.10.2 / spec 0.5.9.1 and loads TorchScript, else
-the state dict, never ONNX, with one input and one output; deepImageJ runs headless Fiji with PyTorch 1.13.1
-and ONNX opset 17, one input. Rules that need those programs are listed as not run.
+the state dict, never ONNX, with one input and one output; deepImageJ runs headless Fiji with JDLL's engines
+(DEEPIMAGEJ_ENGINES), one input. Rules that need those programs are listed as not run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from .zoo_test import FormatResult
 
 PASS, FAIL, NOT_APPLICABLE, NOT_RUN = "pass", "FAIL", "n/a", "not run"
 DEEPIMAGEJ_OPSET = 17
+# deepImageJ 3 installs its engines through JDLL (EngineInstall.basicEngineInstallation: PyTorch 1.13.1 for 1.x and
+# the newest 2.x it lists, 2.0.0) and runs weights on the engine of their major version: our PyTorch 2 archives on
+# 2.0.0; benchmarks/results/torchscript_compat.md loads them in 2.0.1
+DEEPIMAGEJ_ENGINES = f"PyTorch 2.0.0 for TorchScript written by PyTorch 2 (1.13.1 for 1.x), ONNX opset {DEEPIMAGEJ_OPSET}"
 # what templates and examples put where a person belongs
 PLACEHOLDER_NAMES = {"", "author", "authors", "name", "your name", "first last", "unknown", "todo", "tbd", "me",
                      "someone", "gvtnet-zoo developers", "anonymous"}
@@ -189,5 +193,5 @@ def partner_checks(source: Path, descr: Any, full_determinism: Sequence[FormatRe
     problems = _axes_rules(raw_description(source).content)  # as written: defaults not filled in
     rows.append(Check("deepImageJ: axes and sizes it reads", FAIL if problems else PASS,
                       "; ".join(problems[:3]) if problems else "explicit space axis ids; sizes fixed, min/step or references"))
-    rows.append(Check("deepImageJ: headless Fiji", NOT_RUN, "needs Fiji with deepImageJ (PyTorch 1.13.1, ONNX opset 17)"))
+    rows.append(Check("deepImageJ: headless Fiji", NOT_RUN, f"needs Fiji with deepImageJ ({DEEPIMAGEJ_ENGINES})"))
     return rows

@@ -26,7 +26,17 @@ from .images import image_stem
 PREDICTION_SUFFIX = ".pred.ome.zarr"  # a streamed output's name: the input's stem and this
 
 NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-PYRAMID_MIN = 64  # stop halving y and x once a level is smaller than this
+PYRAMID_MIN = 64  # the smallest y or x a halved level may have: a level below 2 * PYRAMID_MIN is the last
+
+
+def pyramid_shapes(shape: Sequence[int], axes: str) -> list[tuple[int, ...]]:
+    """The shapes of an output's levels: level 0, then y and x halved (rounded down) while both are at least
+    2 * PYRAMID_MIN; an output under that in y or x has level 0 only."""
+    shapes = [tuple(shape)]
+    halved = [i for i, a in enumerate(axes) if a in "yx"]
+    while min(shapes[-1][i] for i in halved) >= 2 * PYRAMID_MIN:
+        shapes.append(tuple(s // 2 if i in halved else s for i, s in enumerate(shapes[-1])))
+    return shapes
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,8 @@ class OutputImage:
         (self.progress / "done" / key).touch()
 
     def finish(self, name: str) -> list[tuple[int, ...]]:
-        """Downsampled levels (y and x halved until below PYRAMID_MIN), the multiscales metadata, no progress
-        folder; returns the shapes of the levels."""
+        """Downsampled levels (``pyramid_shapes``: means of 2 x 2 in y and x), the multiscales metadata, no
+        progress folder; returns the shapes of the levels."""
         import dask.array as da
         import zarr
         from ome_zarr.format import FormatV04, FormatV05
@@ -94,17 +104,14 @@ class OutputImage:
 
         group = zarr.open_group(self.path, mode="r+")
         level = da.from_zarr(group["0"])
-        shapes = [level.shape]
-        halved = [i for i, a in enumerate(self.axes) if a in "yx"]
-        while min(level.shape[i] for i in halved) >= 2 * PYRAMID_MIN:
-            factors = {i: 2 if i in halved else 1 for i in range(level.ndim)}
+        shapes = pyramid_shapes(level.shape, self.axes)
+        factors = {i: 2 if a in "yx" else 1 for i, a in enumerate(self.axes)}
+        for index, shape in enumerate(shapes[1:], start=1):
             level = da.coarsen(np.mean, level, factors, trim_excess=True).astype(np.float32)
-            path = str(len(shapes))
-            array = group.create_array(path, shape=level.shape, dtype="float32", fill_value=0.0,
-                                       chunks=tuple(min(c, s) for c, s in zip(self.chunks, level.shape)), overwrite=True)
+            array = group.create_array(str(index), shape=shape, dtype="float32", fill_value=0.0,
+                                       chunks=tuple(min(c, s) for c, s in zip(self.chunks, shape)), overwrite=True)
             da.store(level.rechunk(array.chunks), array, lock=False)
             level = da.from_zarr(array)
-            shapes.append(level.shape)
         datasets = []
         for index in range(len(shapes)):
             factor = [2.0**index if a in "yx" else 1.0 for a in self.axes]

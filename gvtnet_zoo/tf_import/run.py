@@ -5,8 +5,9 @@ slots and counters are ignored; a missing or unexpected variable, a shape that d
 not floating point is refused in one line before any tensor is read or anything written, and so is an
 --out that is, contains or lies inside the checkpoint's files or the sample (--overwrite would delete
 them). The run folder holds the resolved spec (with the original's input normalization and where the
-weights came from), checkpoints/best.pt and last.pt, and a sample image when one is given, so
-``gvtnet-zoo package RUN`` packages it like a trained run.
+weights came from), checkpoints/best.pt and last.pt, and a sample image when one is given (refused when smaller
+than the package takes; without one, a note says what ``package --sample`` needs), so ``gvtnet-zoo package RUN``
+packages it like a trained run.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from ..atomic import refuse_to_touch_inputs
 from ..config import Provenance, Spec
 from ..data.normalization import trained_on_csbdeep_patches
 from ..errors import UserError
-from ..export.model_card import task_of
+from ..export.model_card import refuse_small_sample, size_text, task_of
 from ..image_io.images import read_image, write_tiff
 from ..models import build_model
+from ..models.halo import spec_halo
 from ..spec_loading import dump_spec
 from ..train.checkpoint import NETWORK_REVISION, save_checkpoint
 from ..train.run_dir import RunDir
@@ -116,10 +118,12 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
     model = build_model(spec)
     load_tf_weights(model, ckpt)
     image = None
+    size_step, halo = spec.model.size_step(), spec_halo(spec)
     if sample is not None:
         image = read_image(Path(sample))
         if image.ndim != spec.model.input_dims:
             raise UserError(f"the sample {sample} has {image.ndim} axes; the network takes {spec.model.input_dims}D images")
+        refuse_small_sample(sample, image.shape, size_step, halo)
     spec = _imported_spec(spec, ckpt)
     step = ckpt.global_step()
     run.root.parent.mkdir(parents=True, exist_ok=True)  # as train and predict do; only once the input is read
@@ -138,4 +142,7 @@ def import_tf(checkpoint: str | Path, spec: Spec, out: str | Path, sample: Optio
         os.replace(staged.root, run.root)
     echo(f"imported {len(tf_variable_map(model))} tensors from {ckpt.prefix} (step {step}) into {run.root}; "
          f"package it with: gvtnet-zoo package {run.root} --out MODEL.zip" + ("" if image is not None else " --sample IMAGE"))
+    if image is None:  # the run is complete without one, but `package` will refuse it
+        echo(f"note: `package` needs --sample IMAGE, a {spec.model.input_dims}D input of the task "
+             f"{size_text(size_step, halo)}, e.g. an image of the original's test data")
     return run.root

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..figures import plane, pyplot, save_figure, save_panels
+from ..figures import plane, plane_text, pyplot, save_figure, save_panels, scaling_text
 from .run_dir import RunDir
 
 COLUMNS = ("step", "train_loss", "lr", "val_loss", "val_nrmse", "val_pearson_r", "elapsed_s")
@@ -139,9 +139,18 @@ def plot_curves(metrics_csv: Path, png: Path) -> None:
     save_figure(fig, png, 90)
 
 
+def sample_title(title: str, source: np.ndarray, target: np.ndarray) -> str:
+    """The sample figure's title: ``title``, then which z plane the panels show and how they are scaled."""
+    projecting = source.ndim != target.ndim
+    where = (f"input: {plane_text(source.shape, True)}; prediction and target 2D" if projecting
+             else plane_text(target.shape))
+    return f"{title}\n" + "; ".join(part for part in (where, scaling_text()) if part)
+
+
 def save_sample(png: Path, source: np.ndarray, prediction: np.ndarray, target: np.ndarray, title: str) -> None:
-    """input | prediction | target side by side; 3D shows the middle z slice (max projection for a 3D->2D input)."""
+    """input | prediction | target side by side; 3D shows the middle z slice (max projection for a 3D->2D input),
+    titled by ``sample_title``."""
     projecting = source.ndim != target.ndim
     save_panels(png, [("input" + (" (max over z)" if projecting else ""), plane(source, projecting), "magma"),
                       ("prediction", plane(prediction), "magma"), ("target", plane(target), "magma")],
-                panel_size=(4.0, 4.4), dpi=80, title=title)
+                panel_size=(4.0, 4.4), dpi=80, title=sample_title(title, source, target))

@@ -7,6 +7,7 @@ TensorBoard events, train_curves.png and samples/step_N.png. Patches are a pure 
 
 from __future__ import annotations
 
+import csv
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from .losses import compute_loss
 from .observe import Observer, RunLog
 from .precision import autocast
 from .run_dir import RunDir, check_run_dir, spec_for_resume
-from .validation import ValidationSet, predict_whole, validate
+from .validation import ValidationSet, best_score, best_validation, predict_whole, validate
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation patches come from their own random stream
 
@@ -194,7 +195,7 @@ class _Session:
     validation: ValidationSet
     log: RunLog
     step: int
-    best_val_loss: float
+    best_score: float  # train.best_by's validation value, signed so that lower is better
     channels_last: bool
 
     @classmethod
@@ -215,7 +216,7 @@ class _Session:
             scheduler.load_state_dict(start["scheduler"])
             scaler.load_state_dict(start["scaler"])
             torch.set_rng_state(start["torch_rng"])
-            step, best = start["step"], start["best_val_loss"]
+            step, best = start["step"], start["best_score"] if "best_score" in start else start["best_val_loss"]
         with_scale = spec.train.loss == "laplace_nll"
         forward: nn.Module = _TrainingForward(model, with_scale)
         if ctx.distributed:
@@ -242,7 +243,7 @@ class _Session:
         save_checkpoint(path, {
             "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "best_val_loss": self.best_val_loss, "torch_rng": torch.get_rng_state(),
+            "best_score": self.best_score, "torch_rng": torch.get_rng_state(),
             "spec": self.spec.model_dump(mode="json"), "gvtnet_zoo": __version__,
             "network_revision": NETWORK_REVISION,
         })
@@ -266,8 +267,9 @@ class _Session:
         batch = self.spec.data.batch_size // self.ctx.world_size
         metrics, _ = validate(self.model, self.spec.train.loss, self.validation, size_step, self.ctx.device, batch)
         self.log.validation(self.step, metrics, self.validation.input_nrmse())
-        if metrics["loss"] < self.best_val_loss:
-            self.best_val_loss = metrics["loss"]
+        score = best_score(metrics, self.spec.train.best_by)
+        if score < self.best_score:
+            self.best_score = score
             self.checkpoint(self.run_dir.best)
 
     def _save(self) -> None:
@@ -305,3 +307,11 @@ class _Session:
                 return
         self.log.message(f"done: {self.step} steps; checkpoints in {self.run_dir.checkpoints}, "
                          f"curves in {self.run_dir.curves}")
+        if self.ctx.is_main and self.run_dir.metrics.exists():
+            with self.run_dir.metrics.open(newline="") as handle:
+                best = best_validation(list(csv.DictReader(handle)), train.best_by)
+            if best is not None:
+                rule = {"loss": "lowest validation loss", "nrmse": "lowest NRMSE", "pearson_r": "highest Pearson r"}
+                self.log.message(f"best.pt is step {best['step']} ({rule[train.best_by]}, train.best_by): val loss "
+                                 f"{float(best['val_loss']):.4g}, NRMSE {float(best['val_nrmse']):.4f}, "
+                                 f"Pearson r {float(best['val_pearson_r']):.4f}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -61,3 +61,14 @@ def validate(model: nn.Module, loss_name: str, data: ValidationSet, step: Sequen
         "pearson_r": float(np.mean([pearson_r(p, pair.target) for p, pair in zip(predictions, data.images)])),
     }
     return metrics, predictions
+
+
+def best_score(metrics: dict[str, float], best_by: str) -> float:
+    """``metrics[best_by]`` signed so that lower is better (Pearson r is negated): what best.pt minimizes."""
+    return -metrics[best_by] if best_by == "pearson_r" else metrics[best_by]
+
+
+def best_validation(rows: Sequence[dict[str, str]], best_by: str) -> Optional[dict[str, str]]:
+    """The metrics.csv row that made best.pt (its ``val_*`` columns judged by ``best_by``); None before any."""
+    validated = [r for r in rows if r.get("val_loss")]
+    return min(validated, key=lambda r: best_score({best_by: float(r[f"val_{best_by}"])}, best_by), default=None)

@@ -145,3 +145,29 @@ def test_training_lowers_the_error_below_the_noisy_input(denoise_2d: Path, tmp_p
     val_name = sorted((denoise_2d / "train" / "source").iterdir())[-1].name
     noisy = nrmse(read_image(denoise_2d / "train" / "source" / val_name), read_image(denoise_2d / "train" / "target" / val_name))
     assert float(rows[-1]["val_nrmse"]) < 0.85 * noisy
+
+
+@pytest.mark.parametrize("best_by", ["loss", "nrmse", "pearson_r"])
+def test_best_pt_is_the_validation_that_train_best_by_names(best_by: str, denoise_2d: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 33 item 2: best.pt follows train.best_by, and the run says which step it is and why."""
+    run = tmp_path / "run"
+    assert _train(denoise_2d, run, "train.val_every=1", f"train.best_by={best_by}") == 0
+    rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r["val_loss"]]
+    values = [float(r[f"val_{best_by}"]) for r in rows]
+    chosen = values.index(max(values) if best_by == "pearson_r" else min(values))
+    step = int(rows[chosen]["step"])
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=False)["step"] == step
+    assert f"best.pt is step {step} (" in capsys.readouterr().out
+
+
+def test_the_model_card_names_the_step_best_pt_holds(tmp_path: Path) -> None:
+    from gvtnet_zoo.export.model_card import validation_table
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,train_loss,lr,val_loss,val_nrmse,val_pearson_r,elapsed_s\n"
+                       "100,,,0.5,0.08,0.78,1\n200,,,0.1,0.07,0.80,2\n300,,,-0.4,0.09,0.77,3\n")
+    assert "| best: lowest loss (best.pt) | 300 |" in validation_table(metrics)
+    assert "| best: lowest NRMSE (best.pt) | 200 |" in validation_table(metrics, "nrmse")
+    assert "| best: highest Pearson r (best.pt) | 200 |" in validation_table(metrics, "pearson_r")
+    assert "| last (last.pt) | 300 |" in validation_table(metrics, "nrmse")
