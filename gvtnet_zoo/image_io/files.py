@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -11,9 +12,11 @@ import tifffile
 from ..atomic import atomic_path
 from ..errors import UserError
 from .images import is_image_file
+from .tiff_meta import Calibration, tiff_physical_sizes
 
 # tifffile's axis letters -> ours (b, c, z, y, x); S (samples) and I (image sequence) are channel and z
 TIFF_AXES = {"Q": "", "S": "c", "C": "c", "I": "z", "Z": "z", "Y": "y", "X": "x", "T": "b"}
+IMAGEJ_ORDER = "TZCYX"  # ImageJ hyperstacks store their planes in this order (a batch is written as T)
 
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
@@ -120,15 +123,65 @@ def output_path(out_dir: Path, source: Path, output_id: str, several_outputs: bo
     return folder / source.name
 
 
-def write_output(path: Path, array: np.ndarray, axes: Sequence[str]) -> None:
-    """float32, in the input's format: .npy as is; TIFF without a singleton batch axis, with ImageJ-style axes."""
+def read_calibration(path: Path) -> Calibration:
+    """A TIFF's voxel sizes as tiff_meta.py reads them, on the axes it has, with the axes' lengths; NaN, zero or
+    negative sizes are dropped with the streamed path's warning. Empty for .npy files and uncalibrated TIFFs."""
+    if path.suffix.lower() == ".npy":
+        return Calibration()
+    from .volumes import _known_sizes  # volumes.py imports this module: one rule and one warning for both paths
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            lengths = {TIFF_AXES.get(a, ""): n for a, n in zip(series.axes, series.shape)}
+            scales, units = tiff_physical_sizes(tiff)
+    except Exception:  # noqa: BLE001 - its pixels were read already: metadata it cannot give is no calibration
+        return Calibration()
+    scales, units = _known_sizes(path, {a: v for a, v in scales.items() if a in lengths},
+                                 {a: u for a, u in units.items() if a in lengths})
+    return Calibration(scales, units, {a: lengths[a] for a in scales})
+
+
+def _imagej_order(letters: str) -> list[int]:
+    return sorted(range(len(letters)), key=lambda i: IMAGEJ_ORDER.index(letters[i]))
+
+
+def _imagej_layout(array: np.ndarray, letters: str) -> tuple[np.ndarray, str]:
+    """``array`` (axes ``letters`` of TZCYX) with its planes in ImageJ's order. Where that order moves only axes
+    of length 1 the bytes are the same, so the array and its own axes stay (tifffile reads a single channel
+    before z back as CZYX); otherwise it is transposed (several channels of a volume: ZCYX)."""
+    order = _imagej_order(letters)
+    longer = [i for i in range(array.ndim) if array.shape[i] > 1]
+    if [i for i in order if array.shape[i] > 1] == longer and letters.endswith("YX"):
+        return array, letters
+    return np.ascontiguousarray(array.transpose(order)), "".join(letters[i] for i in order)
+
+
+def write_output(path: Path, array: np.ndarray, axes: Sequence[str], source: Optional[Calibration] = None) -> None:
+    """float32, in the input's format: .npy as is; TIFF without a singleton batch axis, planes in ImageJ's order.
+
+    A TIFF holds two descriptions, as tifffile itself writes a user's description beside its own: tifffile's shaped
+    one first (the output's axes, a channel axis of 1 included, as tifffile reads them) and an ImageJ hyperstack's
+    last (ImageJ's TiffDecoder keeps the last), with ``source`` (the input's calibration) resampled to the
+    output's lengths as X/YResolution in voxels per ImageJ ``unit`` and z ``spacing``, so Fiji opens it calibrated."""
     array = np.asarray(array, dtype=np.float32)
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".npy":
-            with tmp.open("wb") as handle:
+            with open(tmp, "wb") as handle:
                 np.save(handle, array)
             return
         axes = list(axes)
+        lengths = {a: n for a, n in zip(axes, array.shape) if a in "zyx"}
         if axes and axes[0] == "b" and array.shape[0] == 1:
             array, axes = array[0], axes[1:]
-        tifffile.imwrite(tmp, array, photometric="minisblack", metadata={"axes": "".join(axes).upper().replace("B", "T")})
+        array, letters = _imagej_layout(array, "".join(axes).upper().replace("B", "T"))
+        resolution, calibration = (source or Calibration()).resampled(lengths).imagej()
+        descriptions = [json.dumps({"shape": list(array.shape), "axes": letters})]
+        if "Y" in letters and "X" in letters:
+            order = _imagej_order(letters)
+            descriptions.append(tifffile.imagej_description([array.shape[i] for i in order],
+                                                            axes="".join(letters[i] for i in order), **calibration))
+        # an ImageJ description first would make tifffile read the file as ImageJ's, dropping a channel axis of 1
+        tifffile.imwrite(tmp, array, photometric="minisblack", metadata=None, resolution=resolution,
+                         resolutionunit=tifffile.RESUNIT.NONE if resolution else None,
+                         extratags=[(270, "s", 0, text, True) for text in descriptions])
