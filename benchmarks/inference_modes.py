@@ -35,7 +35,9 @@ from report import emit  # noqa: E402
 
 from gvtnet_zoo.models import build_model  # noqa: E402
 from gvtnet_zoo.models.layout import channels_last_input, to_channels_last  # noqa: E402
+from gvtnet_zoo.predict.budget import context_plan  # noqa: E402
 from gvtnet_zoo.predict.global_context import ContextNetwork  # noqa: E402
+from gvtnet_zoo.predict.plan import axis_windows  # noqa: E402
 from gvtnet_zoo.spec_loading import load_spec  # noqa: E402
 
 GiB = 1024**3
@@ -81,6 +83,7 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
     """
     device = torch.device(device_name)
     torch.manual_seed(0)
+    extra: dict[str, Any] = {}
     spec = load_spec(spec_name)
     image = np.random.default_rng(0).normal(size=(1, 1, *shape)).astype(np.float32)
     tiles = dict(zip("zyx", tile))
@@ -98,8 +101,20 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
         warm = lambda: network(layout(small.to(device)))  # noqa: E731
     else:
         context = ContextNetwork.build(spec, device=device_name)
-        run = lambda: context.predict(image, tiles, global_context=mode == "global")  # noqa: E731
-        warm = lambda: context.predict(small.numpy(), tiles, global_context=mode == "global")  # noqa: E731
+        exact = mode in ("global", "budget-global")
+        if mode.startswith("budget"):  # ``tile`` is [the --memory budget in bytes]: the tile is planned here, as predict does
+            tiles, context.keep_bytes = context_plan(context, tile[0], tuple(shape), exact)
+        plan = [axis_windows(n, min(n, tiles.get(a, n) // s * s), h, s) for n, a, h, s in
+                zip(shape, "zyx"[3 - len(shape):], context.halo, spec.model.size_step())]
+        exact = exact and any(len(w) > 1 for w in plan)  # one tile is the whole image: no passes (as run.py)
+        marks: list[float] = []
+        count = int(np.prod([len(w) for w in plan]))
+        progress = lambda done, total: marks.append(time.perf_counter()) if done % count == 0 else None  # noqa: E731
+        last: dict[str, np.ndarray] = {}  # the prediction, for the error of global context
+        run = lambda: last.update(y=context.predict(image, tiles, global_context=exact, progress=progress))  # noqa: E731
+        warm = lambda: context.predict(small.numpy(), {}, global_context=False)  # noqa: E731
+        extra = {"tile": [tiles.get(a, n) for a, n in zip("zyx"[3 - len(shape):], shape)], "tiles": count,
+                 "computed": float(np.prod([sum(t1 - t0 for _, _, t0, t1 in w) for w in plan]) / np.prod(shape))}
     with torch.no_grad():
         warm()
         if device.type == "cuda":
@@ -113,7 +128,15 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device), "before_bytes": resident_before}
+    result = {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device), "before_bytes": resident_before}
+    if mode == "budget-global":  # after the peak was read: the whole forward, for the error of global context
+        with torch.no_grad():
+            whole = context.network(channels_last_input(torch.from_numpy(image))).numpy()
+            result["error"] = float(np.abs(last["y"] - whole).max() / np.ptp(whole))
+    if not mode.startswith("whole"):
+        result.update(extra, pass_seconds=list(np.diff(marks[-(len(context.attentions) + 2 if exact else 2):])),
+                      dropped=context.store.dropped if context.store is not None else 0)
+    return result
 
 
 def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], device: str) -> dict[str, float]:
@@ -125,6 +148,40 @@ def in_subprocess(spec_name: str, mode: str, shape: list[int], tile: list[int], 
         print(f"{spec_name} {mode} {shape}: {reason}", file=sys.stderr)
         return {"seconds": float("nan"), "peak_bytes": float("nan"), "before_bytes": float("nan")}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def budget_report(args: argparse.Namespace, volume: list[int]) -> str:
+    """Whole (onnxruntime, as predict --whole; eager channels-last), then plain tiles and global context with
+    tiles planned from one budget (a share of the whole's peak), each in a fresh process; ratios to the whole."""
+    model, label = "gvtnet-care-denoise", "x".join(map(str, volume))
+    whole = {runtime: in_subprocess(model, runtime, volume, [], args.device)
+             for runtime in ("whole-onnxruntime", "whole-channels-last")}
+    budget = int(args.budget_share * whole["whole-onnxruntime"]["peak_bytes"])
+    tiled = {mode: in_subprocess(model, mode, volume, [budget], args.device) for mode in ("budget-tiled", "budget-global")}
+    hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    lines = [f"## Whole-image results in a quarter of the memory: --memory budgets ({args.device}: {hardware}; {date.today()})",
+             "", f"`python benchmarks/inference_modes.py --sizes '' --context-volume '' --budget-volume {label} "
+             f"--budget-share {args.budget_share}`" + (f"; machine load: {args.load}" if args.load else ""), "",
+             f"Budget: {args.budget_share} x the whole volume's onnxruntime peak = {budget / GiB:.2f} GiB; each tiled row "
+             "plans its tile from it as `predict --memory` does (predict/budget.py) and runs in eager PyTorch "
+             "(channels-last), plain tiles and global context alike.", "",
+             "| mode | tile (tiles; computed / image voxels) | seconds | x whole (onnxruntime) | peak (GiB, VmHWM) | "
+             "x whole's peak | seconds per pass |", "|---|---|---:|---:|---:|---:|---|"]
+    reference = whole["whole-onnxruntime"]
+    for mode, result in {**whole, **tiled}.items():
+        tile = f"{'x'.join(map(str, result['tile']))} ({result['tiles']}; {result['computed']:.2f}x)" if "tile" in result else "whole"
+        passes = ", ".join(f"{p:.1f}" for p in result.get("pass_seconds", [])) or "-"
+        lines.append(f"| {mode} | {tile} | {result['seconds']:.1f} | {result['seconds'] / reference['seconds']:.2f} | "
+                     f"{result['peak_bytes'] / GiB:.2f} | {result['peak_bytes'] / reference['peak_bytes']:.2f} | {passes} |")
+        print(lines[-1], flush=True)
+    glob = tiled["budget-global"]
+    lines += ["", f"- global context: {glob['seconds'] / reference['seconds']:.2f}x the whole's time (target <= 1.5), "
+              f"{glob['peak_bytes'] / reference['peak_bytes']:.2f}x its peak (target <= 0.25), max error "
+              f"{glob.get('error', float('nan')):.1e} of the range (target <= 1e-5); pass states that did not fit the "
+              f"budget (recomputed from the input): {glob.get('dropped', 0)}",
+              f"- plain tiles under the same budget: {tiled['budget-tiled']['seconds'] / reference['seconds']:.2f}x the "
+              "whole's time (target <= 1.2)"]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -139,6 +196,11 @@ def main() -> None:
     parser.add_argument("--context-volume", default="64x288x288",
                         help="volume for tiled vs global context (CARE); empty to skip")
     parser.add_argument("--tile", default="64x96x96", help="tile for tiled vs global context")
+    parser.add_argument("--budget-volume", default="",
+                        help="volume for whole vs tiles and global context under one --memory budget (CARE); empty to skip")
+    parser.add_argument("--budget-share", type=float, default=0.25,
+                        help="the budget as a share of the whole volume's peak (onnxruntime, as predict --whole runs it)")
+    parser.add_argument("--load", default="", help="what else ran on the machine meanwhile, for the report")
     parser.add_argument("--out", type=Path, help="append the report to this markdown file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,6 +210,11 @@ def main() -> None:
 
     def dims(text: str) -> list[int]:
         return [int(v) for v in text.split("x")]
+
+    if args.budget_volume:
+        emit(budget_report(args, dims(args.budget_volume)), args.out)
+        if not args.sizes and not args.context_volume:
+            return
 
     hardware = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

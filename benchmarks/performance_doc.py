@@ -44,7 +44,10 @@ def render(results: Path = RESULTS) -> str:
              "How the modes differ (`gvtnet_zoo/predict/global_context.py`): \"tiled\" runs every tile through the whole "
              "network, each GVTO attending to its own tile; \"global\" first runs, per GVTO, the tiles up to that GVTO "
              "and sums their keys and values, then runs every tile with each GVTO computing only its queries (its keys "
-             "and values are in the summed context), so its final pass allocates less per tile than a plain tile does.",
+             "and values are in the summed context), so its final pass allocates less per tile than a plain tile does. "
+             "Rows before 2026-12-05 ran every pass from the input; since then (`predict/pass_reuse.py`) each pass of a "
+             "tile starts where its last one stopped, and the budget rows plan their tiles from `--memory` "
+             "(`predict/budget.py`). Each section is dated: sections not re-measured keep their date and figures.",
              *carried, "",
              "## Other measurements", "",
              "Each file gives the command, machine and date of its measurement:", ""]

@@ -27,11 +27,14 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
 
             contexts = []
             for index in range(job.gvtos):
-                contexts.append(merge_contexts([step.collect(t, time, stat, index, contexts) for t in tiles]))
+                # keyed: every pass of a tile runs here, so each resumes where its last one stopped
+                contexts.append(merge_contexts([step.collect(t, time, stat, index, contexts,
+                                                             (job.source.name, time, t.index)) for t in tiles]))
                 bar.set_postfix_str(f"context {index + 1}/{job.gvtos}")
         for tile in remaining:
             progress(bar.n, bar.total)
-            for output_id, (place, block) in step.predict(tile, time, stat, contexts).items():
+            key = (job.source.name, time, tile.index)
+            for output_id, (place, block) in step.predict(tile, time, stat, contexts, key).items():
                 job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
             if time == first and step.last_output is not None:
                 check.offer(tile, step.last_output)

@@ -38,6 +38,7 @@ class StreamJob:
     gvtos: int = 0  # global context: the network's GVTOs, one collecting pass each
     model_sha256: str = ""  # the package's bytes: a package re-made at the same path is another model
     denormalize: bool = False  # --denormalize: each block mapped back with the whole volume's percentiles
+    keep_bytes: Optional[int] = None  # global context: what kept pass states may take (--memory; predict/budget.py)
 
 
 def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], time: int) -> np.ndarray:
@@ -137,6 +138,8 @@ class TileStep:
         loaded = loaded_model(job)
         self.model, self.pre, self.post = loaded.model, loaded.pre, loaded.post
         self.pipeline, self.network = loaded.pipeline, loaded.network
+        if self.network is not None:  # the model is loaded once per process; the budget is the job's
+            self.network.keep_bytes = job.keep_bytes
         self.array = job.source.open()
         self.denormalization = denormalization(self.model.descr) if job.denormalize else None
         self.last_output: Optional[np.ndarray] = None
@@ -158,13 +161,15 @@ class TileStep:
         return [(tile.cores[a][0] - tile.read[a][0], tile.cores[a][1] - tile.read[a][0], tile.read[a][1] - tile.read[a][0])
                 for a in self.job.letters if a in tile.read]
 
-    def collect(self, tile: Tile, time: int, stat: dict[Any, Any], index: int, contexts: list[Any]) -> Any:
-        """Global context: GVTO ``index``'s K^T V and query count over this tile's core."""
+    def collect(self, tile: Tile, time: int, stat: dict[Any, Any], index: int, contexts: list[Any],
+                key: Any = None) -> Any:
+        """Global context: GVTO ``index``'s K^T V and query count over this tile's core. ``key``: the tile's, when
+        all its passes run in this process (they then resume where the last stopped; predict/pass_reuse.py)."""
         sample = self._preprocessed(tile, time, stat)
-        return self.network.collect_tile(self._network_input(sample), self._core(tile), index, contexts)
+        return self.network.collect_tile(self._network_input(sample), self._core(tile), index, contexts, key)
 
-    def predict(self, tile: Tile, time: int, stat: dict[Any, Any],
-                contexts: Optional[list[Any]] = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
+    def predict(self, tile: Tile, time: int, stat: dict[Any, Any], contexts: Optional[list[Any]] = None,
+                key: Any = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
         """Output id -> (where in the whole output, the core block), batch axis dropped. The first output of the
         whole tile stays in ``last_output`` (the halo check)."""
         from bioimageio.core import Tensor
@@ -173,7 +178,7 @@ class TileStep:
         sample = self._preprocessed(tile, time, stat)
         if self.network is not None:
             (output_id,) = self.job.outputs
-            predicted = self.network.predict_tile(self._network_input(sample), contexts)
+            predicted = self.network.predict_tile(self._network_input(sample), contexts, key)
             members = {output_id: Tensor.from_numpy(predicted, dims=self.job.output_dims[output_id])}
         else:
             out = run_network(self.pipeline, sample, self.model.weight_format)
