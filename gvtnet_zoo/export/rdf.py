@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from bioimageio.spec.model import v0_5 as bio
 
@@ -130,6 +130,7 @@ def build_description(
     tolerance: tuple[float, float],
     torch_version: str,
     task: str,
+    context: Optional[dict[str, Any]] = None,
 ) -> bio.ModelDescr:
     """The ModelDescr of a gvtnet-zoo package (not yet validated against its files' content).
 
@@ -148,7 +149,9 @@ def build_description(
         ),
         # deepImageJ: one model input, tiling allowed (tiles of valid size, halo cropped)
         deepimagej={"pyramidal_model": False, "allow_tiling": True, "model_keys": None},
-        gvtnet_zoo={"spec": spec.model_dump(mode="json", exclude={"provenance"}), "halo": halo},
+        # context: each GVTO's K^T V / N at package time, for `predict --context-report` (predict/context_report.py)
+        gvtnet_zoo={"spec": spec.model_dump(mode="json", exclude={"provenance"}), "halo": halo,
+                    **({"context": context} if context else {})},
     )
     return bio.ModelDescr(
         name=name,
