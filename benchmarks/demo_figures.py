@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_between  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- demo-figures: written by benchmarks/demo_figures.py -->", "<!-- /demo-figures -->"
 
@@ -53,11 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     text = summary(args.work, run_demo(args.work))
     print(text)
-    readme = args.readme.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{args.readme} has no {START} ... {END} block to write into")
-    head, rest = readme.split(START, 1)
-    args.readme.write_text(head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    write_between(args.readme, START, END, text)
     (ROOT / "benchmarks" / "results" / "demo.md").write_text(f"# The demo, timed\n\n{text}\n")
 
 

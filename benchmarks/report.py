@@ -11,3 +11,12 @@ def emit(text: str, out: Optional[Path]) -> None:
     if out:
         with out.open("a") as handle:
             handle.write(text.rstrip("\n") + "\n\n")
+
+
+def write_between(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what lies between the marker lines ``start`` and ``end`` of ``path`` with ``text``."""
+    document = path.read_text()
+    if start not in document or end not in document:
+        raise SystemExit(f"{path} has no {start} ... {end} block to write into")
+    head, rest = document.split(start, 1)
+    path.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])

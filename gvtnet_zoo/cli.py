@@ -13,6 +13,10 @@ from .huge_pages import use_huge_pages
 
 # the HTTP clients bioimageio.spec downloads with (only with --allow-download)
 NETWORK_ERROR_MODULES = frozenset({"httpx", "httpcore", "requests", "urllib3", "pooch"})
+# summary, train and import-tf take the same --set
+SET_HELP = ("override a spec value, VALUE as YAML (model.depth=3, train.lr=0.001); the top-level keys name and "
+            "description take no section (name=my-model); the keys are those of the spec file (a run's spec.yaml "
+            "writes every one out), and a wrong key's error lists the keys of its section; repeatable")
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -44,6 +48,9 @@ def _synth(args: argparse.Namespace) -> None:
         shape = [int(s) for s in args.shape.split(",")]
     except ValueError:
         raise UserError(f"--shape expects integers like 32,128,128 or 256,256, got {args.shape!r}") from None
+    if args.n < 1 or args.n_test < 0:
+        raise UserError(f"--n {args.n} --n-test {args.n_test}: give at least one training pair (--n 1 or more) and "
+                        "no negative number of test pairs")
     out = write_synthetic(args.task, args.out, args.n, args.n_test, shape, args.seed)
     print(f"wrote {args.n} training and {args.n_test} test pairs of {args.task} data to {out}/train and {out}/test")
 
@@ -96,11 +103,21 @@ def _predict(args: argparse.Namespace) -> None:
 
     if args.global_context and args.whole:
         raise UserError("--global-context already gives the whole image's result; give either it or --whole")
-    mode = "global" if args.global_context else "whole" if args.whole else "tile" if args.tile else "auto"
+    if args.plain_tiles and (args.whole or args.global_context or args.patches is not None):
+        other = "--whole" if args.whole else "--global-context" if args.global_context else "--patches"
+        raise UserError(f"--plain-tiles and {other} are different modes (tiles each on their own, or not); give one "
+                        "of them")
+    mode = ("global" if args.global_context else "whole" if args.whole else "plain" if args.plain_tiles
+            else "tile" if args.tile or args.memory is not None else "auto")
+    memory = _memory(args)
     if args.patches is not None or args.overlap is not None:
         mode = _patch_mode(args)
     if not args.inputs and not args.input:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
+    if args.context_report:  # before predicting: reads each image itself, changes no prediction
+        from .predict.context_report import report_files
+
+        report_files(args.model, args.inputs, print)
     if streamed(args):
         if mode == "patches":
             raise UserError("--patches runs in memory; predict TIFF/.npy files without --out-format ome-zarr or --dask "
@@ -114,7 +131,19 @@ def _predict(args: argparse.Namespace) -> None:
                   overwrite=args.overwrite, allow_download=args.allow_download, halo=args.halo,
                   pixel_size=args.pixel_size, keep_model_pixel_size=args.keep_model_pixel_size,
                   denormalize=args.denormalize, patches=args.patches,
-                  overlap=args.overlap)
+                  overlap=args.overlap, memory_budget=memory)
+
+
+def _memory(args: argparse.Namespace) -> int | None:
+    """--memory in bytes (None: not given, or --tile gives the tile); refused with --whole and --patches."""
+    from .predict.budget import parse_memory
+
+    if args.memory is None:
+        return None
+    memory = parse_memory(args.memory)
+    if args.whole or args.patches is not None:
+        raise UserError(f"--memory sizes tiles; {'--whole' if args.whole else '--patches'} does not tile")
+    return None if args.tile else memory
 
 
 def _patch_mode(args: argparse.Namespace) -> str:
@@ -122,7 +151,7 @@ def _patch_mode(args: argparse.Namespace) -> str:
     if args.patches is None:
         raise UserError("--overlap applies to --patches; give --patches Z,Y,X (or Y,X) too")
     flags = (("--whole", args.whole), ("--tile", args.tile), ("--global-context", args.global_context),
-             ("--halo", args.halo))
+             ("--plain-tiles", args.plain_tiles), ("--halo", args.halo))
     other = next((flag for flag, given in flags if given), None)
     if other:
         raise UserError(f"--patches and {other} are different modes (patches averaged as the original GVTNets "
@@ -176,11 +205,13 @@ def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
     if args.dask_workers is not None and (args.dask != "local" or args.dask_workers < 1):
         raise UserError("--dask-workers sets the size of the local cluster: a number of at least 1, without an ADDRESS")
     tile = {"z": 2**31, "y": 2**31, "x": 2**31} if mode == "whole" else parse_tile(args.tile, 3)
+    # tile and auto: global context where it applies (a GVTNet's tiles exact); whole is one plain tile
+    global_context = True if mode == "global" else False if mode in ("plain", "whole") else None
     predict_volumes(args.model, collect_inputs(args.inputs), Path(args.out), weight_format=args.weight_format,
-                    device=args.device, global_context=mode == "global", tile=tile,
+                    device=args.device, global_context=global_context, tile=tile,
                     halo=parse_tile(args.halo, 3, "--halo", minimum=0) or {}, axes=args.axes, level=args.level,
                     overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask,
-                    dask_workers=args.dask_workers, denormalize=args.denormalize)
+                    dask_workers=args.dask_workers, denormalize=args.denormalize, memory_budget=_memory(args))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -203,15 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     summary = sub.add_parser("summary", help="print a spec's network block by block with parameter counts")
     summary.add_argument("spec", help="a spec YAML file, or the name of a shipped spec (e.g. gvtnet-label-free)")
-    summary.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                         help="override a spec value (YAML), e.g. --set model.depth=3; repeatable")
+    summary.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     summary.set_defaults(handler=_summary)
     train = sub.add_parser("train", help="train a spec's network on image pairs into a run folder")
     train.add_argument("spec", help="a spec YAML file, or the name of a shipped spec")
     train.add_argument("--data", required=True, help="folder with source/ and target/, a CSV of pairs, or a CSBDeep .npz")
     train.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, curves)")
     train.add_argument("--val", help="validation data (same forms as --data); default: hold out data.val_fraction")
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a spec value")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     train.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -220,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("run", help="the run folder written by gvtnet-zoo train")
     package.add_argument("--out", required=True, help="the package to write, e.g. model.zip")
     package.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                         help="which of the run's checkpoints to package: best (lowest validation loss, default) or last")
+                         help="which of the run's checkpoints to package: best (the best validation by train.best_by, "
+                              "default) or last")
     package.add_argument("--weight-formats", help="comma-separated: torchscript,onnx,pytorch_state_dict (default: all)")
     package.add_argument("--name", help="model name (default: the spec's name)")
     package.add_argument("--description", help="one-line description (default: the spec's)")
@@ -235,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "gvtnet_label-free_pretrained/model.ckpt-pretrained")
     imp.add_argument("--spec", required=True, help="the spec of the checkpoint's network, e.g. gvtnet-label-free")
     imp.add_argument("--out", required=True, help="the run folder to write")
-    imp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a spec value")
+    imp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     imp.add_argument("--sample", help="an input image of the task, kept for the package's test tensors and cover")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
     imp.set_defaults(handler=_import_tf)
@@ -266,10 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
     whole_or_tiles = predict.add_mutually_exclusive_group()
     whole_or_tiles.add_argument("--whole", action="store_true", help="predict each image at once")
     whole_or_tiles.add_argument("--tile", metavar="Z,Y,X", help="predict in tiles of about this size (input voxels, "
-                                "the halos inside it and cropped; at least 2 halos and one step of the model)")
+                                "the halos inside it and cropped; at least 2 halos and one step of the model; a size "
+                                "of at least the image's leaves that axis whole); a gvtnet-zoo GVTNet's tiles run "
+                                "with global context, equal to --whole")
     predict.add_argument("--global-context", action="store_true",
                          help="GVTNet packages made by gvtnet-zoo: the whole image's result in tiles of --tile "
-                              "(default 64,256,256), tile-sized memory")
+                              "(default 64,256,256), tile-sized memory; what --tile does for them anyway")
+    predict.add_argument("--plain-tiles", action="store_true",
+                         help="tiles each predicted on its own (of --tile, default 64,256,256), even a GVTNet's: "
+                              "its attention then sees only the tile, which changes every voxel (a warning says so)")
+    predict.add_argument("--memory", metavar="SIZE",
+                         help="tiles: the largest whose modelled peak fits in SIZE per process (e.g. 1.5GiB, 800MiB; "
+                              "each Dask worker alike); global context keeps its pass states in half of it; "
+                              "--tile overrides")
     predict.add_argument("--halo", metavar="Z,Y,X",
                          help="tiles: the halo (input voxels) per axis instead of the package's, e.g. 0,32,32")
     predict.add_argument("--patches", metavar="Z,Y,X",
@@ -298,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the local Dask cluster's worker processes (default: one per core, or per GPU)")
     predict.add_argument("--resume", action="store_true",
                          help="complete an interrupted OME-Zarr prediction, keeping the tiles already written")
+    predict.add_argument("--context-report", action="store_true",
+                         help="gvtnet-zoo GVTNets: print per GVTO how far each image's global context (K^T V / N) lies "
+                              "from the one recorded at package time, and whether beyond the recorded spread "
+                              "(docs/results.md: a diagnostic, no guarantee); predictions are unchanged")
     predict.add_argument("--denormalize", action="store_true",
                          help="map outputs back to the input's intensity units as CSBDeep and the original GVTNets do: "
                               "out * (p_high - p_low) + p_low, the percentiles the package's scale_range took of each "

@@ -185,3 +185,11 @@ def test_sample_title_names_the_plane_and_the_scaling(tmp_path: Path, monkeypatc
     monkeypatch.setattr(observe, "save_panels", lambda png, panels, **kw: seen.update(kw))
     observe.save_sample(tmp_path / "s.png", volume, volume, volume, "run, step 3: a.tif")
     assert seen["title"] == title
+
+
+def test_a_gvtnet_card_tells_deepimagej_users_to_give_the_whole_image(imported_package: Path) -> None:
+    """Hostile review of issue 33: a GVTNet's card said tiling is allowed in deepImageJ, where plain tiles change every
+    voxel of its output."""
+    card = " ".join(zipfile.ZipFile(imported_package).read("README.md").decode().split())
+    assert "give it the whole image" in card and "tiling is allowed" not in card
+    assert "not a record of how this checkpoint was trained" in card  # the recipe is the spec's, not the authors' log

@@ -26,6 +26,7 @@ from ..errors import PackageFailed, UserError
 from ..image_io.images import read_image, write_tiff
 from ..models import build_model, count_parameters
 from ..models.halo import spec_halo, tiling_halo
+from ..predict.context_report import context_record
 from ..spec_loading import load_spec
 from ..train.checkpoint import check_network_revision, load_checkpoint
 from ..train.run_dir import RunDir
@@ -155,11 +156,19 @@ def _card_values(spec: Spec, run: RunDir, parameters: int, step: Sequence[int], 
                                                        if spec.model.architecture == "gvtnet_projection" else ""),
         "parameters": f"{parameters:,}", "step": " x ".join(map(str, step)), "halo": f"{halo['y']} (y) x {halo['x']} (x)",
         "min_yx": str(step[-1] + 2 * halo["x"]),
+        "tiling_text": (f"tiling is allowed: tiles in y and x that are multiples of {' x '.join(map(str, step))} and at "
+                        f"least {step[-1] + 2 * halo['x']}, with the whole z extent"
+                        if "gvtnet" not in spec.model.architecture else
+                        "give it the whole image (a tile as large as the image): a GVTNet's attention sees the whole "
+                        "input, so plain tiles change every voxel of its output; `gvtnet-zoo predict` tiles it "
+                        "exactly (global context)"),
         "input_text": f"one channel, {spec.model.input_dims}D ({axes}), float32",
         "output_text": f"one channel, {spec.model.output_dims}D" + (" (z projected away)" if task == "surface-projection" else ""),
         "weight_formats": ", ".join(formats), **origin_texts(spec, run.metrics),
         "loss": spec.train.loss, "lr": str(spec.train.lr), "betas": str(list(spec.train.betas)),
-        "steps": f"{spec.train.steps:,}", "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
+        "steps": f"{spec.train.steps:,}" + (" (gvtnet-zoo's spec of the paper's recipe, not a record of how this "
+                                            "checkpoint was trained)" if spec.provenance and spec.provenance.imported_from
+                                            else ""), "batch_size": str(data.batch_size), "patch": "x".join(map(str, data.patch_size)),
         "normalization_text": normalization, "pixel_size_text": _pixel_size_text(data), "target_scale": target_scale,
         "citations": "\n".join(f"- {c['text']} doi:{c['doi']}" for c in citations()),
     }
@@ -208,6 +217,11 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
         raise UserError(f"the test image {raw.shape} is smaller than the package's smallest tile "
                         f"(y {smallest['y']}, x {smallest['x']}: one step plus twice the halo); give a larger --sample")
     parameters = count_parameters(model)
+    held_out = run.validation_sample[0]  # the run's own held-out image, else the package's sample
+    imported = bool(spec.provenance and spec.provenance.imported_from)  # import-tf: no training data of its own here
+    context = None if imported else context_record(
+        model, spec, read_image(held_out) if held_out.is_file() else raw,
+        "the run's held-out sample image" if held_out.is_file() else "the package's sample image")
     name = name or spec.name
     description = description or spec.description or f"{spec.model.architecture} trained with gvtnet-zoo"
 
@@ -236,7 +250,7 @@ def package_run(run_path: str | Path, out: str | Path, checkpoint: str = "best",
             halo=halo, parameters=parameters,
             tolerance=(REPRODUCIBILITY_TOLERANCE, REPRODUCIBILITY_TOLERANCE * max(0.0, float(expected.max()))),
             torch_version=torch.__version__.split("+")[0], task=task_of(spec),
-            tags=_tags(spec) + list(spec.export.tags),
+            tags=_tags(spec) + list(spec.export.tags), context=context,
         )
         built = _save(descr, work / "package.zip")
         plain_file_references(built)

@@ -17,7 +17,10 @@ def _token_set() -> bool:
     """Whether bioimageio.spec has an upload token (from BIOIMAGEIO_HYPHA_UPLOAD_TOKEN or its .env); never read out."""
     from bioimageio.spec import settings
 
-    return bool(settings.hypha_upload_token)
+    token = settings.hypha_upload_token
+    value = token.get_secret_value() if hasattr(token, "get_secret_value") else token
+    # a placeholder copied from documentation ("...", "<token>", "TOKEN") is no token
+    return bool(value) and value.strip(". <>").lower() not in {"", "token", "your-token", "your_token", "xxx"}
 
 
 def check_package(source: Path, weight_format: Optional[str], partners: bool, for_upload: bool,

@@ -123,9 +123,10 @@ def output_path(out_dir: Path, source: Path, output_id: str, several_outputs: bo
     return folder / source.name
 
 
-def read_calibration(path: Path) -> Calibration:
+def read_calibration(path: Path, pixel_size_yx: Optional[float] = None) -> Calibration:
     """A TIFF's voxel sizes as tiff_meta.py reads them, on the axes it has, with the axes' lengths; NaN, zero or
-    negative sizes are dropped with the streamed path's warning. Empty for .npy files and uncalibrated TIFFs."""
+    negative sizes are dropped with the streamed path's warning. Empty for .npy files and uncalibrated TIFFs.
+    ``pixel_size_yx`` (um, predict's --pixel-size) replaces the file's y and x sizes."""
     if path.suffix.lower() == ".npy":
         return Calibration()
     from .volumes import _known_sizes  # volumes.py imports this module: one rule and one warning for both paths
@@ -139,6 +140,9 @@ def read_calibration(path: Path) -> Calibration:
         return Calibration()
     scales, units = _known_sizes(path, {a: v for a, v in scales.items() if a in lengths},
                                  {a: u for a, u in units.items() if a in lengths})
+    if pixel_size_yx is not None:  # the user's --pixel-size (micrometres) over whatever the file says
+        scales.update({a: pixel_size_yx for a in "yx" if a in lengths})
+        units.update({a: "micrometer" for a in "yx" if a in lengths})
     return Calibration(scales, units, {a: lengths[a] for a in scales})
 
 

@@ -22,7 +22,8 @@ from .common import WorkerWidget, chosen_path, report
 if TYPE_CHECKING:
     import napari
 
-MODES = {"auto": "auto", "whole": "whole", "tiles": "tile", "global context": "global"}
+# tiles of a gvtnet-zoo GVTNet run with global context (exact); plain tiles change a GVTNet's every voxel
+MODES = {"auto": "auto", "whole": "whole", "tiles": "tile", "global context": "global", "plain tiles": "plain"}
 # what to do when a large image's OME-Zarr output exists: the CLI's default, --overwrite, --resume
 EXISTING = {"keep it (stop)": {}, "replace it": {"overwrite": True}, "complete it (resume)": {"resume": True}}
 WEIGHTS = ("auto", "onnx", "torchscript", "pytorch_state_dict")
@@ -221,7 +222,7 @@ def _predict_streamed(job: dict[str, Any], progress: CancellableProgress) -> dic
     from ..predict.stream import predict_volumes
 
     summary = predict_volumes(job["model"], [job["source"]], job["out_dir"], weight_format=job["weight_format"],
-                              device=job["device"], global_context=job["mode"] == "global",
+                              device=job["device"], global_context={"global": True, "plain": False}.get(job["mode"]),
                               tile=parse_tile(job["tile"], 3), halo={}, axes=None, level=None,
                               overwrite=job["existing"].get("overwrite", False),
                               resume=job["existing"].get("resume", False), allow_download=False, dask=None,

@@ -9,8 +9,22 @@ over all voxels and the query count N_q (nn/attention.py). With the GVTOs in net
 
 Cores partition the image on the network's down-sampling grid, and each tile extends its core by
 a halo at least the receptive-field radius of all convolutions, so every core voxel sees exactly
-what it sees in the whole image. Memory is that of one tile; time is (GVTOs + 1) tiled passes,
-the collecting ones shorter.
+what it sees in the whole image.
+
+Passes do not redo work (predict/pass_reuse.py): the forward runs as stages (stem, encoder levels,
+bottom operators, decoder levels, head), and where a collecting pass stops, each tile's values still to
+be used (the input of the stage holding the GVTO and the encoder outputs the decoder will merge) are
+kept in memory, with the stage to resume at, so that the next pass starts there instead of re-running
+the encoder from the input. They are kept within ``keep_bytes`` (what ``predict --memory`` leaves beside
+the tile, predict/budget.py; else a quarter of the free memory): a tile whose state does not fit runs its
+next pass from the input, the same result at the old cost. Beyond the budget we recompute rather than
+spill to a scratch store (not built, so not measured): the kept state is mostly the full-resolution skip
+(168 B per tile voxel for the CARE GVTNet, 128 of them the first level's skip), written once and read
+once per tile, against re-running the encoder (the first pass's time in benchmarks/inference_modes.py's
+per-pass column); recomputing needs no disk, no cleanup and no resume logic, and is exact by construction.
+Time is then about one tiled forward plus the short re-runs of each GVTO's own stage; memory is that of
+one tile plus what is kept. Reuse needs the same process for every pass of a tile (a tile ``key``):
+Dask's tasks pass none and run every pass from the input.
 """
 
 from __future__ import annotations
@@ -18,8 +32,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Optional
 
 import numpy as np
 import torch
@@ -34,6 +48,7 @@ from ..models.layout import channels_last_input, prefers_channels_last, to_chann
 from ..models.probe import probe
 from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
 from ..progress import Progress, no_progress
+from .pass_reuse import PassStore, ResumableForward
 from .plan import Window, axis_windows
 
 
@@ -60,6 +75,9 @@ class ContextNetwork:
     attentions: list[GlobalAttention]  # in the order a forward pass calls them
     query_ratios: list[float]
     halo: list[int]  # per space axis: receptive-field radius of all convolutions, rounded up to the step
+    keep_bytes: Optional[int] = None  # what tiles' kept pass states may take; None: a quarter of free memory
+    store: Optional[PassStore] = None  # the kept states of tiles with a key (set on first use)
+    forward: ResumableForward = field(init=False)  # the network's forward as resumable stages
 
     @classmethod
     def build(cls, spec: Spec, state_dict: dict[str, torch.Tensor] | None = None, device: str = "cpu") -> ContextNetwork:
@@ -76,6 +94,9 @@ class ContextNetwork:
         if not any(isinstance(m, GlobalAttention) for m in network.modules()):
             raise UserError(f"--global-context: {spec.name} ({spec.model.architecture}) has no GVTOs, so no global "
                             "state; plain --tile is already exact away from the image borders")
+        if any(m.softmax for m in network.modules() if isinstance(m, GlobalAttention)):  # its contexts do not add up
+            raise UserError(f"--global-context: {spec.name}'s GVTOs use softmax attention, which has no global state "
+                            "to sum over tiles; predict it --whole")
         step = spec.model.size_step()
         shape = (1, getattr(spec.model, "in_channels", 1), *[2 * s for s in step])
         probe(network, shape, [(m, record) for m in network.modules() if isinstance(m, GlobalAttention)])
@@ -87,31 +108,49 @@ class ContextNetwork:
             to_channels_last(network)
         return cls(network, spec, attentions, ratios, halo)
 
+    def __post_init__(self) -> None:
+        self.forward = ResumableForward(self.network)
+
+    def _store(self) -> PassStore:
+        if self.store is None or self.keep_bytes is not None and self.store.budget != self.keep_bytes:
+            from .memory import free_memory_bytes
+
+            device = str(next(self.network.parameters()).device)
+            budget = self.keep_bytes if self.keep_bytes is not None else free_memory_bytes([device]) // 4
+            self.store = PassStore(budget)
+        return self.store
+
     def _input(self, block: np.ndarray) -> torch.Tensor:
         device = next(self.network.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
         return channels_last_input(x) if prefers_channels_last(device, self.network) else x
 
     def collect_tile(self, block: np.ndarray, core: list[tuple[int, int, int]], index: int,
-                     contexts: list[AttentionContext]) -> AttentionContext:
+                     contexts: list[AttentionContext], key: Hashable = None) -> AttentionContext:
         """GVTO ``index``'s K^T V and query count over the core of one tile ``block`` (B, C_in, *T), the GVTOs
-        before it applying ``contexts``. ``core``: per space axis (start, stop, tile length), tile coordinates."""
+        before it applying ``contexts``. ``core``: per space axis (start, stop, tile length), tile coordinates.
+        ``key``: the tile's, the same in all its passes in this process, from the first (index 0) to the
+        prediction; its passes then resume where the last one stopped. None: the pass runs from the input."""
         state = AttentionContext(self.query_ratios[index])
         state.core = core
+        store = self._store() if key is not None else None
+        if store is not None and index == 0:  # a new series of passes: anything kept under this key is stale
+            store.forget(key)
         with torch.no_grad(), _contexts(self.attentions, [*contexts[:index], state], index):
             try:
-                self.network(self._input(block))
+                self.forward(self._input(block), store, key)
             except ContextCollected:
                 # float64: sums over tiles then agree whatever their order (one process, or Dask's tree)
                 state.kv = state.kv.to(device="cpu", dtype=torch.float64) if state.kv is not None else None
                 return state
         raise RuntimeError("a collecting pass ran past its GVTO")
 
-    def predict_tile(self, block: np.ndarray, contexts: list[AttentionContext] | None) -> np.ndarray:
+    def predict_tile(self, block: np.ndarray, contexts: list[AttentionContext] | None, key: Hashable = None) -> np.ndarray:
         """The network on one tile (B, C_in, *T) -> (B, C_out, *T_out); every GVTO applies its whole-image
-        context (None: each tile is its own context, plain tiling)."""
+        context (None: each tile is its own context, plain tiling). ``key``: as for ``collect_tile``."""
+        store = self._store() if key is not None and contexts else None
         with torch.no_grad(), _contexts(self.attentions if contexts else [], contexts or [], None):
-            return self.network(self._input(block)).cpu().numpy()
+            return self.forward(self._input(block), store, key).cpu().numpy()
 
     def predict(self, image: np.ndarray, tile: dict[str, int], name: str = "", global_context: bool = True,
                 progress: Progress = no_progress, windows: list[list[Window]] | None = None) -> np.ndarray:
@@ -132,6 +171,16 @@ class ContextNetwork:
                        for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
         passes = len(self.attentions) if global_context else 0
+        if passes:
+            self._store().forget_all()  # (keys are this call's tile numbers)
+        try:
+            return self._predict_tiles(image, tiles, passes, kept, name, global_context, progress)
+        finally:
+            if passes:
+                self._store().forget_all()
+
+    def _predict_tiles(self, image: np.ndarray, tiles: list[tuple[Window, ...]], passes: int, kept: int, name: str,
+                       global_context: bool, progress: Progress) -> np.ndarray:
         contexts: list[AttentionContext] = []
         output: np.ndarray | None = None
         total = len(tiles) * (passes + 1)
@@ -139,18 +188,18 @@ class ContextNetwork:
         with bar:
             for index in range(passes):
                 parts = []
-                for combo in tiles:
+                for number, combo in enumerate(tiles):
                     progress(bar.n, total)
                     bar.update()
                     block = image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])]
                     parts.append(self.collect_tile(block, [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo],
-                                                   index, contexts))
+                                                   index, contexts, ("predict", number)))
                 contexts.append(merge_contexts(parts))
-            for combo in tiles:
+            for number, combo in enumerate(tiles):
                 progress(bar.n, total)
                 bar.update()
                 y = self.predict_tile(image[(slice(None), slice(None), *[slice(t0, t1) for _, _, t0, t1 in combo])],
-                                      contexts if global_context else None)
+                                      contexts if global_context else None, ("predict", number))
                 if output is None:
                     output = np.zeros((*y.shape[:2], *image.shape[image.ndim - kept:]), np.float32)
                 core = combo[len(combo) - kept:]

@@ -89,6 +89,28 @@ class SeamCheck:
             fix = f"a halo of {wider} along {axis} would remove it (--halo; it also needs tiles large enough)"
         else:
             fix = (f"give a larger --halo along {axis} (with tiles large enough); a network that sees its whole "
-                   "tile (a GVTNet) needs --whole, or --global-context for gvtnet-zoo's")
+                   "tile (an attention network) needs --whole")  # gvtnet-zoo's GVTNets never get here
         self.warn(f"warning: {self.name}: neighbouring tiles differ by up to {deviation:.2g} of the output's range "
                   f"at their seam along {axis}, beyond the halo of {planned.halo}; {fix}")
+
+
+class PlainGVTNetTiles:
+    """In place of the seam check for a GVTNet's plain tiles: their outputs differ from the whole image's
+    everywhere, neighbours alike, so a seam says nothing; ``warning`` (tile_mode.plain_tiles_warning) is given
+    once, when the plan has several tiles (one tile is the whole image)."""
+
+    def __init__(self, plan: TilePlan, warning: str, warn: Callable[[str], None]) -> None:
+        if len(plan.tiles()) > 1:
+            warn(warning)
+
+    def wants(self, index: int) -> bool:
+        return False
+
+    def offer(self, tile: Tile, data: np.ndarray) -> None:
+        """Nothing to compare."""
+
+
+def tile_check(plan: TilePlan, name: str, warn: Callable[[str], None],
+               plain_warning: Optional[str] = None) -> SeamCheck | PlainGVTNetTiles:
+    """The seam check of a local network's tiles, or the plain-tiles warning of a GVTNet's (``plain_warning``)."""
+    return PlainGVTNetTiles(plan, plain_warning, warn) if plain_warning else SeamCheck(plan, name, warn)

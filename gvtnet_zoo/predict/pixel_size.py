@@ -11,6 +11,8 @@ code z-scored each raw image before resizing it (``zscore_before_resizing``).
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
@@ -47,7 +49,7 @@ def resample_factor(descr: Any, pixel_size: Optional[float], keep_model_pixel_si
     check_keep_model_pixel_size(pixel_size, keep_model_pixel_size)
     if pixel_size is None:
         return 1.0
-    if pixel_size <= 0:
+    if not math.isfinite(pixel_size) or pixel_size <= 0:
         raise UserError(f"--pixel-size {pixel_size}: give the images' pixel size in micrometres, e.g. 0.108")
     model = declared_pixel_size(descr)
     if model is None:

@@ -23,15 +23,23 @@ from .sizes import Border, border_of, fixed_grid, input_axis_of, output_length, 
 Window = tuple[int, int, int, int]  # core start, core stop, tile start, tile stop (input voxels)
 
 
-def axis_windows(size: int, length: int, halo: int, step: int, axis: str = "") -> list[Window]:
+def axis_windows(size: int, length: int, halo: int, step: int, axis: str = "", image: Optional[int] = None,
+                 asked: Optional[int] = None) -> list[Window]:
     """Cores of ``length - 2 halo`` (rounded down to ``step``) covering ``size``, each inside a tile of ``length``
-    that starts on the step grid, widened by the halo where the image allows. One tile if ``length >= size``."""
+    that starts on the step grid, widened by the halo where the image allows. One tile if ``length >= size``.
+    For messages: ``image``, the image's own size (``size`` may be padded); ``asked``, the tile the user gave."""
     if length >= size:
         return [(0, size, 0, size)]
     core = (length - 2 * halo) // step * step
     if core < step:
-        raise UserError(f"--tile {length} along {axis} leaves no core between the halos ({halo} each side); "
-                        f"use tiles of at least {2 * halo + step}, or a smaller --halo")
+        smallest, image = 2 * halo + step, image or size
+        given = f"--tile {asked if asked is not None else length} along {axis}"
+        if smallest >= image:  # no tile that leaves a core fits in the image: never name a size it cannot have
+            raise UserError(f"{given} leaves no core between the halos ({halo} each side), and the image's {image} "
+                            f"voxels along {axis} are fewer than the {smallest} a tile needs; leave {axis} whole "
+                            f"(give a tile of at least {image} along {axis}), or a smaller --halo")
+        raise UserError(f"{given} leaves no core between the halos ({halo} each side); "
+                        f"use tiles of at least {smallest}, or a smaller --halo")
     return [(c, min(c + core, size), start, start + length)
             for c in range(0, size, core) for start in [min(max(0, c - halo), size - length)]]
 
@@ -198,10 +206,12 @@ def plan_tiles(descr: Any, sizes: dict[str, int], tile: dict[str, int], halo: di
         name, size = str(axis.id), sizes[str(axis.id)]
         padded, step = valid_size(axis, size, border.step_only), grid_step(axis)
         tiled = name in kept_ids and isinstance(axis.size, (v0_5.ParameterizedSize, int))
-        length = valid_tile(axis, tile.get(name, padded), padded) if tiled else padded
+        asked = tile.get(name, padded)
+        # a tile of at least the image's size leaves the axis whole (rounding it down to the grid would cut it)
+        length = valid_tile(axis, asked, padded) if tiled and (asked < size or isinstance(axis.size, int)) else padded
         h = math.ceil(halo.get(name, 0) / step) * step
         try:
-            windows = axis_windows(padded, length, h, step, name) if tiled else [(0, padded, 0, padded)]
+            windows = axis_windows(padded, length, h, step, name, size, asked) if tiled else [(0, padded, 0, padded)]
         except UserError:
             if not isinstance(axis.size, int):
                 raise

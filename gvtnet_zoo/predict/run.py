@@ -1,8 +1,9 @@
 """``gvtnet-zoo predict``: any zoo package on files, the prediction pipeline created once for all of them.
 
 Modes: whole (the image at once, padded on the far side to a valid size and cropped back), tiled
-(the tile plan's cores, predict/tiled.py), global (gvtnet-zoo GVTNets only: the whole
-image's result in tiles, predict/global_context.py), or auto (whole when the image is small enough).
+(the tile plan's cores, predict/tiled.py; a gvtnet-zoo GVTNet's tiles run with global context, exact), plain
+(tiles each on their own, even a GVTNet's, with a warning), global (gvtnet-zoo GVTNets only: the whole image's
+result in tiles, predict/global_context.py), or auto (whole when the image is small enough, else tiled).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
@@ -21,7 +23,7 @@ from tqdm import tqdm
 from ..atomic import refuse_to_replace, refuse_to_touch_inputs
 from ..data.resample import resize_yx
 from ..errors import UserError
-from ..image_io.files import guess_axes, output_path, read_with_axes, to_model_axes, write_output
+from ..image_io.files import guess_axes, output_path, read_calibration, read_with_axes, to_model_axes, write_output
 from ..progress import Progress, no_progress
 from . import memory
 from .denormalize import Denormalization, denormalization, denormalize_sample
@@ -32,8 +34,10 @@ from .network_call import run_network
 from .overlap import BackgroundWriter, prefetched
 from .patches import PatchRule, patch_rule, predict_patches
 from .pixel_size import ZScoreFirst, resample_factor, to_model_pixel_size, zscore_before_resizing
+from .plan import TilePlan
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
 from .tensors import axis_ids, axis_letters, channel_count, check_channels
+from .tile_mode import TileRule, many_tiles_hint, plain_tiles_warning, say_once, tile_rule
 from .tiled import plan_for_sample, predict_tiled, same_grid
 
 if TYPE_CHECKING:  # torch: imported only when global context runs
@@ -92,10 +96,12 @@ def _tile_ns(model: ZooModel, tile: dict[str, int], sample: Any) -> dict[tuple[A
 
 
 def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[dict[str, int]], name: str,
-                   halo_override: dict[str, int], warn: Callable[[str], None], progress: Progress) -> Any:
+                   halo_override: dict[str, int], warn: Callable[[str], None], progress: Progress,
+                   plain_warning: Optional[str] = None, planned: Callable[[TilePlan], None] = lambda _: None) -> Any:
     """The tile plan's tiles (predict/tiled.py), several inputs alike when they share one grid; otherwise
     bioimageio.core's blocks, each padded by the output halo, halos cropped when stitching. ``tile`` None:
-    halos.DEFAULT_TILE, grown where the halo needs it."""
+    halos.DEFAULT_TILE, grown where the halo needs it. ``plain_warning``: a GVTNet's, instead of the seam check;
+    ``planned`` hears the plan."""
     from bioimageio.spec.model import v0_5
 
     if not isinstance(model.descr, v0_5.ModelDescr):
@@ -103,7 +109,9 @@ def _predict_tiled(pipeline: Any, model: ZooModel, sample: Any, tile: Optional[d
     tile, halo = tile_and_halo(model.descr, tile, halo_override)
     if same_grid(model.descr, sample):
         plan = plan_for_sample(model.descr, sample, tile, halo)
-        return predict_tiled(pipeline, model.descr, sample, plan, name, model.weight_format, warn, progress)
+        planned(plan)
+        return predict_tiled(pipeline, model.descr, sample, plan, name, model.weight_format, warn, progress,
+                             plain_warning)
     pipeline.apply_preprocessing(sample)  # statistics of the images as given, not of their padding
     original = pad_to_valid(model.descr, sample)
     total, intermediates = pipeline.predict_sample_with_blocking_yield_intermediates(
@@ -125,19 +133,24 @@ def _processing_only(descr: Any) -> Iterator[Any]:
 
 
 def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", sample: Any,
-                    tile: Optional[dict[str, int]], halo_override: dict[str, int], name: str, progress: Progress) -> Any:
+                    tile: Optional[dict[str, int]], halo_override: dict[str, int], name: str, progress: Progress,
+                    planned: Callable[[TilePlan], None] = lambda _: None) -> Any:
     """The package's own pre- and postprocessing on the whole sample (statistics of the image as given); the
-    network's forward by global context, over the tiles of the plan streamed prediction uses."""
+    network's forward by global context, over the tiles of the plan streamed prediction uses (``planned`` hears
+    it; a plan of one tile is the whole image, which needs no collecting passes)."""
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
 
     tensor, output = model.descr.inputs[0], model.descr.outputs[0]
     tile, halo = tile_and_halo(model.descr, tile, halo_override, network)
     plan = plan_for_sample(model.descr, sample, tile, halo)
+    planned(plan)
     pipeline.apply_preprocessing(sample)
     original = pad_to_valid(model.descr, sample)
     image = sample.members[tensor.id].transpose(axis_ids(tensor)).data.to_numpy().astype(np.float32)
-    predicted = network.predict(image, tile, name, progress=progress, windows=[a.windows() for a in plan.axes])
+    windows = [a.windows() for a in plan.axes]
+    predicted = network.predict(image, tile, name, global_context=any(len(w) > 1 for w in windows),
+                                progress=progress, windows=windows)
     result = Sample(members={output.id: Tensor.from_numpy(predicted, dims=axis_ids(output))}, stat=sample.stat,
                     id=sample.id)
     pipeline.apply_postprocessing(result)
@@ -187,13 +200,32 @@ class Predictor:
     model: ZooModel
     pipeline: Any
     network: Optional["ContextNetwork"]
-    mode: str  # auto, whole, tile, global or patches
+    mode: str  # auto, whole, tile, plain, global or patches
     tile: Optional[dict[str, int]]
     halo: dict[str, int]
     whole_limit: int  # auto: the most space voxels predicted at once
     warn: Callable[[str], None]
     denormalize: Optional[Denormalization] = None  # --denormalize: outputs back in the input's units
     patches: Optional[PatchRule] = None  # mode patches: the original's cropped prediction (predict/patches.py)
+    rule: TileRule = TileRule(False)  # what tiles do to the network (predict/tile_mode.py)
+    context: Optional[Callable[[], "ContextNetwork"]] = None  # auto: builds ``network`` for the first tiled image
+    note: Callable[[str], None] = print  # the many-tiles hint, once per run
+    runs: dict[str, int] = field(default_factory=lambda: {"global": 0, "other": 0})
+    memory_budget: Optional[int] = None  # --memory (bytes): each tiled image's tile from it, unless --tile
+
+    def _budget_tile(self, sample: Any, network: Optional["ContextNetwork"]) -> Optional[dict[str, int]]:
+        """--tile's tile, else --memory's for this image (predict/budget.py), else None (the default tile)."""
+        if self.tile is not None or self.memory_budget is None:
+            return self.tile
+        from .budget import package_tile
+
+        shape = sample.members[self.model.descr.inputs[0].id].tagged_shape
+        sizes = {str(axis): int(size) for axis, size in shape.items() if str(axis) in ("z", "y", "x")}
+        return package_tile(self.model.descr, sizes, self.memory_budget, self.halo, network)
+
+    def _tiled(self, space: int, sample: Any) -> bool:
+        return self.mode in ("tile", "plain", "global") or (
+            self.mode == "auto" and (space > self.whole_limit or bool(exceeds_fixed_size(self.model.descr, sample))))
 
     def predict(self, members: dict[str, Any], space: int, name: str,
                 progress: Progress = no_progress) -> dict[str, np.ndarray]:
@@ -203,18 +235,30 @@ class Predictor:
         model = self.model
         raw = dict(members)  # the image as given: preprocessing replaces the sample's members
         sample = create_sample_for_model(model.descr, inputs=members, sample_id=Path(name).stem)
-        if self.network is not None:
-            result = _predict_global(self.pipeline, model, self.network, sample, self.tile, self.halo, name,
-                                     progress)
+        tiled = self.mode != "patches" and self._tiled(space, sample)
+        exact = tiled and self.mode != "plain" and (self.network is not None or self.context is not None)
+
+        def planned(plan: TilePlan) -> None:
+            hint = many_tiles_hint(name, len(plan.tiles()), space, model.devices, self.rule.gvtos if exact else 0)
+            if hint:
+                self.note(hint)
+
+        if exact:
+            if self.network is None and self.context is not None:
+                self.network = self.context()
+            assert self.network is not None
+            result = _predict_global(self.pipeline, model, self.network, sample,
+                                     self._budget_tile(sample, self.network), self.halo, name, progress, planned)
         elif self.mode == "patches" and self.patches is not None:
             result = predict_patches(self.pipeline, model.descr, sample, self.patches, model.weight_format, progress)
-        elif self.mode == "tile" or (self.mode == "auto" and (space > self.whole_limit
-                                                              or exceeds_fixed_size(model.descr, sample))):
-            result = _predict_tiled(self.pipeline, model, sample, self.tile, name, self.halo, self.warn, progress)
+        elif tiled:
+            result = _predict_tiled(self.pipeline, model, sample, self._budget_tile(sample, None), name, self.halo,
+                                    self.warn, progress, plain_tiles_warning(name, self.rule), planned)
         else:
             progress(0, 1)
             result = _predict_whole(self.pipeline, model, sample)
             progress(1, 1)
+        self.runs["global" if exact else "other"] += 1
         if self.denormalize is not None:  # once on the final output, with the percentiles the preprocessing used
             denormalize_sample(self.denormalize, result, sample.stat, raw)
         return {o: result.members[o].data.to_numpy() for o in model.output_ids}
@@ -225,36 +269,46 @@ class Predictor:
 
     @property
     def weights_label(self) -> str:
-        return "pytorch_state_dict (global context)" if self.network is not None else self.model.weight_format
+        """The weights that ran; global context names itself (the package's state dict, gvtnet-zoo's network)."""
+        context = "pytorch_state_dict (global context)"
+        if not self.runs["global"]:
+            return context if self.mode == "global" else self.model.weight_format
+        if not self.runs["other"]:
+            return context
+        return f"{self.model.weight_format} (whole) and {context} for {self.runs['global']} tiled image(s)"
+
+
+def _context_network(descr: Any, device: str, local_rank: int) -> "ContextNetwork":
+    from ..devices import choose_device
+    from .global_context import context_network_from_package
+
+    return context_network_from_package(descr, str(choose_device(device, local_rank)))
 
 
 @contextmanager
 def open_predictor(model: ZooModel, mode: str, device: str, tile: Optional[str], halo: Optional[str],
                    echo: Callable[[str], None], local_rank: int = 0, denormalize: bool = False,
-                   patches: Optional[str] = None, overlap: Optional[str] = None) -> Iterator[Predictor]:
+                   patches: Optional[str] = None, overlap: Optional[str] = None,
+                   memory_budget: Optional[int] = None) -> Iterator[Predictor]:
     """The model's prediction pipeline (global: the package's processing and the context network), created once.
+    A gvtnet-zoo GVTNet's tiles (mode tile, and auto's) run with global context; mode plain runs plain tiles.
     Mode patches: ``patches`` and ``overlap`` ('Z,Y,X' or 'Y,X') as predict/patches.py rounds and checks them."""
     back = denormalization(model.descr) if denormalize else None  # refused before anything loads
     rule = patch_rule(model.descr, parse_tile(patches, 3, "--patches") or {},
                       parse_tile(overlap, 3, "--overlap", minimum=0) or {}) if mode == "patches" else None
-    network = None
-    if mode == "global":
-        from ..devices import choose_device
-        from .global_context import context_network_from_package
-
-        network = context_network_from_package(model.descr, str(choose_device(device, local_rank)))
+    tiling = tile_rule(model.descr)
+    network: Optional["ContextNetwork"] = None
+    context: Optional[Callable[[], "ContextNetwork"]] = None
+    if mode == "global" or (mode == "tile" and tiling.exact):
+        network = _context_network(model.descr, device, local_rank)
+    elif mode == "auto" and tiling.exact:  # built only if an image is tiled
+        context = partial(_context_network, model.descr, device, local_rank)
     tile_sizes = parse_tile(tile, 3)
     halo_sizes = parse_tile(halo, 3, "--halo", minimum=0) or {}
-    warned: list[str] = []
-
-    def warn_once(line: str) -> None:  # the halo check: once per run, not once per file
-        if not warned:
-            warned.append(line)
-            echo(line)
-
     whole_limit = memory.free_memory_bytes(model.devices) // 2 // memory.BYTES_PER_VOXEL if mode == "auto" else 0
     with (_processing_only(model.descr) if network is not None else create_pipeline(model)) as pipeline:
-        yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, warn_once, back, rule)
+        yield Predictor(model, pipeline, network, mode, tile_sizes, halo_sizes, whole_limit, say_once(echo), back, rule,
+                        tiling, context, say_once(echo), memory_budget=memory_budget)
 
 
 def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
@@ -263,10 +317,13 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
                   overwrite: bool = False, allow_download: bool = False, halo: Optional[str] = None,
                   pixel_size: Optional[float] = None, keep_model_pixel_size: bool = False, denormalize: bool = False,
                   patches: Optional[str] = None, overlap: Optional[str] = None,
-                  echo: Callable[[str], None] = print) -> PredictionSummary:
+                  echo: Callable[[str], None] = print, memory_budget: Optional[int] = None) -> PredictionSummary:
     """Predict every input file (or set of files, one per model input) with one prediction pipeline.
+    ``memory_budget`` (bytes, ``--memory``): tiles the largest whose modelled peak fits (predict/budget.py).
 
     Outputs go to ``out_dir`` under the (first) input's file name; several outputs get a folder each.
+    ``mode``: auto, whole, tile (a gvtnet-zoo GVTNet's tiles with global context: exact), plain (tiles each on
+    their own, even a GVTNet's, with a warning), global or patches.
     ``pixel_size`` (um): inputs are resized to the model's declared pixel size, outputs back (pixel_size.py;
     not with ``keep_model_pixel_size``); a per-sample z-score of the package runs before the resizing.
     The next file is read, and the last outputs written, while a file is predicted (predict/overlap.py).
@@ -289,11 +346,15 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
         return _read_sample(model, job[0], axes, resample, zscored)
 
-    def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
-        for output, target, array in zip(model.descr.outputs, targets, arrays):
-            write_output(target, array, axis_letters(output))
+    source_of = {paths[0]: s[first_input] for s, paths in zip(samples, planned)}  # outputs follow the first input
 
-    with open_predictor(model, mode, device, tile, halo, echo, local_rank, denormalize, patches, overlap) as predictor, \
+    def write(targets: list[Path], arrays: list[np.ndarray]) -> None:
+        calibration = read_calibration(source_of[targets[0]], pixel_size)  # its voxel sizes, resampled to each output's
+        for output, target, array in zip(model.descr.outputs, targets, arrays):
+            write_output(target, array, axis_letters(output), calibration)
+
+    with open_predictor(model, mode, device, tile, halo, echo, local_rank, denormalize, patches, overlap,
+                        memory_budget) as predictor, \
             BackgroundWriter() as writer:
         jobs = list(zip(samples, planned))
         for (files, targets), (members, space, notes, yx) in tqdm(prefetched(jobs, read), total=len(jobs),
@@ -319,7 +380,7 @@ def predict_image(model_source: str | Path, images: dict[str, np.ndarray], *, ax
                   echo: Callable[[str], None] = print, progress: Progress = no_progress,
                   denormalize: bool = False) -> dict[str, tuple[np.ndarray, str]]:
     """Predict one in-memory sample ({name: array}, one per model input, in the model's input order) ->
-    {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file.
+    {output id: (array, its axes as letters of bczyx)}; what ``predict_files`` does for a file (``mode`` alike).
 
     ``stacks``: an image with one axis more than the model's space axes (and no channel axis of several) is a
     stack of images along its first axis (a time-lapse in napari), each predicted as its own sample (its own

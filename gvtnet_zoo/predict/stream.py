@@ -24,14 +24,15 @@ from ..image_io.ome_zarr_out import OutputImage, check_replace, output_name, rel
 from ..image_io.volumes import VolumeSource, open_volume
 from ..progress import Progress, no_progress
 from .denormalize import denormalization
-from .halo_check import SeamCheck
+from .halo_check import tile_check
 from .halos import tile_and_halo
 from .local_executor import run_local
-from .model import load_zoo_model
+from .model import ZooModel, load_zoo_model
 from .plan import TilePlan, plan_tiles
 from .run import PredictionSummary
 from .stats import volume_statistics
 from .tensors import axis_ids, axis_letters, check_channels
+from .tile_mode import many_tiles_hint, plain_tiles_warning, say_once, tile_rule
 from .tile_step import StreamJob, TileStep, release_models
 
 
@@ -79,10 +80,12 @@ def _outputs(descr: Any, plan: TilePlan, source: VolumeSource, out_dir: Path) ->
 
 
 def plan_job(model_source: str, weight_format: Optional[str], device: str, allow_download: bool,
-             global_context: bool, source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
+             global_context: Optional[bool], source: VolumeSource, out_dir: Path, tile: Optional[dict[str, int]],
              halo: dict[str, int], on_dask: bool = False, echo: Callable[[str], None] = lambda _: None,
-             model_sha256: str = "", denormalize: bool = False) -> tuple[StreamJob, Any]:
-    """Check the volume against the model and plan its tiles (nothing is read or written); also the description."""
+             model_sha256: str = "", denormalize: bool = False,
+             memory_budget: Optional[int] = None) -> tuple[StreamJob, ZooModel]:
+    """Check the volume against the model and plan its tiles (nothing is read or written); also the model.
+    ``global_context`` None: a gvtnet-zoo GVTNet's tiles run with it (exact), other networks' plain."""
     from bioimageio.spec.model import v0_5
 
     # Dask CPU workers run one thread each: TorchScript, as onnxruntime sessions would each take every core
@@ -98,18 +101,25 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     letters = _letters(tensor)
     _check_fits(source, tensor, letters)
     sizes = {str(a.id): source.shape[source.axes.index(str(a.id))] for a in tensor.axes if a.type == "space"}
-    network, gvtos = None, 0
+    network, gvtos, automatic = None, 0, global_context is None
+    global_context = tile_rule(descr).exact if global_context is None else global_context
     if global_context:
         from .global_context import context_network_from_package
 
         network = context_network_from_package(descr, "cpu")
         gvtos = len(network.attentions)
+    if tile is None and memory_budget is not None:  # --memory: per process, each Dask worker alike
+        from .budget import package_tile
+
+        tile = package_tile(descr, sizes, memory_budget, halo, network)
     tile, halos = tile_and_halo(descr, tile, halo, network)
     plan = plan_tiles(descr, sizes, tile, halos)
+    if automatic and len(plan.tiles()) == 1:  # one tile is the whole image: no collecting passes needed
+        global_context, gvtos = False, 0
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos, model_sha256,
-                     denormalize=denormalize), descr
+                     denormalize=denormalize, keep_bytes=network.keep_bytes if network is not None else None), model
 
 
 def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
@@ -125,27 +135,30 @@ def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:
 
 
 def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: Path, *, weight_format: Optional[str],
-                    device: str, global_context: bool, tile: Optional[dict[str, int]], halo: dict[str, int],
+                    device: str, global_context: Optional[bool], tile: Optional[dict[str, int]], halo: dict[str, int],
                     axes: Optional[str], level: Optional[int], overwrite: bool, resume: bool, allow_download: bool,
                     dask: Optional[str], dask_workers: Optional[int] = None, denormalize: bool = False,
-                    echo: Callable[[str], None] = print, progress: Progress = no_progress) -> PredictionSummary:
-    """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring."""
+                    echo: Callable[[str], None] = print, progress: Progress = no_progress,
+                    memory_budget: Optional[int] = None) -> PredictionSummary:
+    """Predict each input volume to OME-Zarr in ``out_dir``, tile by tile; see the module's docstring.
+    ``global_context``: True, the whole image's result in tiles (gvtnet-zoo GVTNets); False, plain tiles (a GVTNet's
+    with a warning); None, global context where it applies (a gvtnet-zoo GVTNet's tiles are exact)."""
     sources = [open_volume(Path(p), level, axes) for p in inputs]
     model_sha256 = package_sha256(model_source) if Path(model_source).exists() else ""
     jobs = [plan_job(str(model_source), weight_format, device, allow_download, global_context, s, Path(out_dir), tile, halo,
                      on_dask=dask is not None, echo=echo if index == 0 else lambda _: None, model_sha256=model_sha256,
-                     denormalize=denormalize)
+                     denormalize=denormalize, memory_budget=memory_budget)
             for index, s in enumerate(sources)]
     names = [image.path for job, _ in jobs for image in job.outputs.values()]
     if len(set(names)) != len(names):
         raise UserError("several inputs would be written to the same output name; give them different names")
     refuse_to_touch_inputs([*names, *(f"{n}.progress" for n in names)], [s.path for s in sources])
     voxels, tiles_run, plans = 0, 0, []
-    for job, descr in jobs:
+    for job, model in jobs:
         times = job.source.shape[job.source.axes.index("t")] if "t" in job.source.axes else 1
         state = _job_json(job, times)
         resuming = [check_replace([image], state, overwrite, resume) for image in job.outputs.values()]
-        plans.append((job, descr, times, state, all(resuming)))
+        plans.append((job, model, times, state, all(resuming)))
     executor: Any = None
     if dask is not None:
         from .on_dask import DaskExecutor
@@ -153,10 +166,12 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         executor = DaskExecutor(dask, device, dask_workers, echo)
     start = clock.perf_counter()  # after the cluster's start-up (DaskExecutor reports it), as a user's rate
     locks: list[Path] = []
+    note = say_once(echo)  # the many-tiles hint: once per run
     fresh: list[OutputImage] = []  # created by this run and not finished: removed if bad input stops the run
     try:
         locks = take_locks([image for job, _ in jobs for image in job.outputs.values()])
-        for job, descr, times, state, resuming in plans:
+        for job, model, times, state, resuming in plans:
+            descr = model.descr
             if not resuming:
                 for image in job.outputs.values():
                     image.create(state)
@@ -169,8 +184,13 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             tiles_run += total
             if resuming:
                 echo(f"{job.source.name}: resuming, {times * len(tiles) - total} of {times * len(tiles)} tiles already written")
+            space = int(np.prod([a.size for a in job.plan.axes]))
+            hint = many_tiles_hint(job.source.name, len(tiles), space, model.devices, job.gvtos)
+            if hint:
+                note(hint)
             with tqdm(total=total, desc=f"  {job.source.name}", unit="tile", leave=False) as bar:
-                check = SeamCheck(job.plan, job.source.name, echo)
+                check = tile_check(job.plan, job.source.name, echo,
+                                   None if job.global_context else plain_tiles_warning(job.source.name, tile_rule(descr)))
                 if executor is not None:
                     array = job.source.open()
                     executor.run(job, todo, bar, lambda time, job=job, descr=descr, array=array: volume_statistics(job, descr, array, time, echo),
@@ -180,7 +200,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
             for image in job.outputs.values():
                 image.finish(Path(image.path).name)
             fresh = []
-            voxels += times * int(np.prod([a.size for a in job.plan.axes]))
+            voxels += times * space
     except KeyboardInterrupt:
         raise UserError("interrupted; what was written is kept: rerun the same command with --resume to complete it") from None
     except Cancelled:  # the GUI's Cancel, as Ctrl-C: what was written is kept for a resume
@@ -195,7 +215,7 @@ def predict_volumes(model_source: str | Path, inputs: Sequence[Path], out_dir: P
         workers = executor.describe() if executor is not None else "1 process"
         if executor is not None:
             executor.close()
-    weights = "pytorch_state_dict (global context)" if global_context else jobs[0][0].weight_format
+    weights = "pytorch_state_dict (global context)" if any(job.global_context for job, _ in jobs) else jobs[0][0].weight_format
     written = tuple((output_id, image.path) for job, _ in jobs for output_id, image in job.outputs.items())
     summary = PredictionSummary(len(jobs), voxels, clock.perf_counter() - start, workers, weights, tiles_run, written)
     echo(summary.line())

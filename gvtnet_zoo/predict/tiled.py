@@ -8,13 +8,13 @@ the same statistics, so the three agree to float rounding.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from ..progress import Progress, no_progress
-from .halo_check import SeamCheck
+from .halo_check import tile_check
 from .network_call import run_network
 from .plan import TilePlan, plan_tiles
 
@@ -36,10 +36,12 @@ def plan_for_sample(descr: Any, sample: Any, tile: dict[str, int], halo: dict[st
 
 
 def predict_tiled(pipeline: Any, descr: Any, sample: Any, plan: TilePlan, progress_name: str, weights: str,
-                  warn: Callable[[str], None] = print, progress: Progress = no_progress) -> Any:
+                  warn: Callable[[str], None] = print, progress: Progress = no_progress,
+                  plain_warning: Optional[str] = None) -> Any:
     """Predict an unpadded ``sample`` tile by tile as ``plan`` says; returns the postprocessed output sample, at
     the outputs' whole-image sizes. Several inputs must share one grid (``same_grid``); ``weights`` names the network in errors. ``progress`` hears
-    (done, total) tiles; a halo too small for the network gets one ``warn`` line (predict/halo_check.py)."""
+    (done, total) tiles; a halo too small for the network gets one ``warn`` line (predict/halo_check.py), a GVTNet's
+    plain tiles ``plain_warning`` instead."""
     from bioimageio.core import Tensor
     from bioimageio.core.sample import Sample
     from bioimageio.spec.model import v0_5
@@ -51,7 +53,7 @@ def predict_tiled(pipeline: Any, descr: Any, sample: Any, plan: TilePlan, progre
             sample.members[tensor.id] = sample.members[tensor.id].pad(widths, mode=plan.border.mode)
     dims = {str(o.id): [a.id for a in o.axes] for o in descr.outputs}
     outputs: dict[str, np.ndarray] = {}
-    check = SeamCheck(plan, progress_name, warn)
+    check = tile_check(plan, progress_name, warn, plain_warning)
     tiles = plan.tiles()
     for tile in tqdm(tiles, desc=f"  {progress_name}", unit="tile", leave=False, disable=len(tiles) < 2):
         progress(tile.index, len(tiles))

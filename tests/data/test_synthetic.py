@@ -74,3 +74,12 @@ def test_real_nuclei_denoising_pairs_carry_simulated_shot_noise(tmp_path: Path) 
     bright, dark = target > np.percentile(target, 95), target < np.percentile(target, 20)
     assert source[bright].var() > 2 * source[dark].var()
     assert 0.2 < pearson_r(source, target) < 0.8
+
+
+@pytest.mark.parametrize("counts", [["--n", "0"], ["--n", "-2"], ["--n-test", "-1"]])
+def test_synth_refuses_no_training_pairs_in_one_line(tmp_path: Path, counts: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from gvtnet_zoo.cli import main
+
+    assert main(["synth", "denoise", "--out", str(tmp_path / "s"), *counts, "--shape", "8,16,16"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

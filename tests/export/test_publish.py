@@ -334,3 +334,14 @@ def test_every_field_that_names_a_file_outside_is_found(document: dict, field: s
     (folder / "rdf.yaml").write_text(yaml.safe_dump(_set(document, field, value)))
     found = files_outside(folder)
     assert len(found) == 1 and found[0].startswith(f"{field}: {value!r} (") and why in found[0], found
+
+
+@pytest.mark.parametrize("token,accepted", [("...", False), ("<token>", False), ("", False), (TOKEN, True)])
+def test_a_placeholder_token_copied_from_the_readme_fails_the_token_check(monkeypatch: pytest.MonkeyPatch, token: str,
+                                                                         accepted: bool) -> None:
+    from bioimageio.spec import settings
+
+    from gvtnet_zoo.export.upload import _token_set
+
+    monkeypatch.setattr(settings, "hypha_upload_token", token)
+    assert _token_set() is accepted

@@ -129,6 +129,15 @@ def test_outputs_kept_at_the_models_pixel_size_carry_it(zoo: dict[str, Path], tm
         assert shape == (1, 61, 70) and resolution == pytest.approx((1 / 0.145, 1 / 0.145))
 
 
+def test_the_pixel_size_given_replaces_the_files(zoo: dict[str, Path], tmp_path: Path) -> None:
+    """--pixel-size says what the file's metadata got wrong (or lacks): the output follows the user, not the file."""
+    image = tmp_path / "mislabelled.tif"
+    tifffile.imwrite(image, np.random.default_rng(4).gamma(2.0, 30.0, (61, 70)).astype(np.float32), imagej=True,
+                     resolution=(1 / 0.2, 1 / 0.2), metadata={"axes": "YX", "unit": "um"})
+    shape, _, meta, resolution = _read(_predict(zoo["pixel"], image, "--pixel-size", "0.145"))
+    assert shape == (1, 61, 70) and meta["unit"] == "um" and resolution == pytest.approx((1 / 0.145, 1 / 0.145))
+
+
 def test_an_output_without_z_carries_no_spacing(tmp_path: Path) -> None:
     """A projection's output (z dropped, as gvtnet-zoo's projection packages): y and x only."""
     source = Calibration({"z": 2.0, "y": 0.5, "x": 0.5}, UM, {"z": 7, "y": 12, "x": 16})

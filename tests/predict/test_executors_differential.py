@@ -72,9 +72,9 @@ GROUPS = {
     "downsample": Group("downsample", 24, None, True),
     "fixed": Group("fixed", 32, None, False),
     "fixed-halo0": Group("fixed", 32, "0", False),
-    "gvtnet2d": Group("gvtnet2d", 32, None, False),
+    "gvtnet2d": Group("gvtnet2d", 32, None, False, ("--plain-tiles",)),
     "gvtnet2d-global": Group("gvtnet2d", 32, None, True, ("--global-context",)),
-    "gvtnet3d": Group("gvtnet3d", 32, "0", False, tile_z=16),
+    "gvtnet3d": Group("gvtnet3d", 32, "0", False, ("--plain-tiles",), tile_z=16),
     # the context network reaches 24 voxels: tiles of 56 keep a core of 8
     "gvtnet3d-global": Group("gvtnet3d", 56, "0", True, ("--global-context",), tile_z=56, largest=72, images=6,
                              largest_z=16),
@@ -166,7 +166,7 @@ def _check(name: str, zoo: dict[str, tuple[Path, int]], clusters: dict[int, str]
             "dask1": [*tiled, "--dask", clusters[1]], "dask2": [*tiled, "--dask", clusters[2]]}
     # a fixed-size model predicts whole only what fits its size
     fits = [f for f, image, _ in images if group.package != "fixed" or max(image.shape[-2:]) <= 32]
-    runs["whole"] = ["--whole", *group.flags] if "--global-context" not in group.flags else ["--whole"]
+    runs["whole"] = ["--whole", *[f for f in group.flags if f not in ("--global-context", "--plain-tiles")]]
     for run, flags in runs.items():
         files = fits if run == "whole" else [f for f, _, _ in images]
         code = main(["predict", str(package), *[str(tmp_path / f) for f in files], "--out", str(tmp_path / run), *flags])

@@ -30,7 +30,8 @@ def test_global_context_equals_whole_and_plain_tiles_do_not(packages: dict[str, 
     image = image * np.linspace(0.1, 3.0, shape[-1], dtype=np.float32)
     tifffile.imwrite(tmp_path / "big.tif", image)
     results = {}
-    for mode, flags in {"whole": ["--whole"], "global": ["--global-context", "--tile", tile], "tiles": ["--tile", tile]}.items():
+    runs = {"whole": ["--whole"], "global": ["--global-context", "--tile", tile], "tiles": ["--plain-tiles", "--tile", tile]}
+    for mode, flags in runs.items():
         assert main(["predict", str(packages[key]), str(tmp_path / "big.tif"), "--out", str(tmp_path / mode), *flags]) == 0
         results[mode] = tifffile.imread(tmp_path / mode / "big.tif")
     whole = results["whole"]

@@ -36,7 +36,7 @@ def _case(name: str, tmp: Path, packages: dict[str, Path]) -> tuple[Path, np.nda
     rng = np.random.default_rng(21)
     if name.startswith("gvtnet"):
         image = (rng.random((12, 100, 90)) * 1000).astype(np.uint16)
-        return packages["3d"], image, "12,56,56", ["--global-context"] if name == "gvtnet-global" else []
+        return packages["3d"], image, "12,56,56", ["--global-context"] if name == "gvtnet-global" else ["--plain-tiles"]
     if name == "unet":
         torch.manual_seed(1)
         x = rng.normal(size=(1, 1, 16, 32, 32)).astype(np.float32)

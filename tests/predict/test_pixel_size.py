@@ -112,3 +112,12 @@ def test_keep_model_pixel_size_without_pixel_size_is_one_line(package: Path, tmp
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "give --pixel-size too" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [float("nan"), float("inf"), -1.0, 0.0])
+def test_a_pixel_size_that_is_not_a_positive_number_is_one_line(size: float) -> None:
+    from gvtnet_zoo.errors import UserError
+    from gvtnet_zoo.predict.pixel_size import resample_factor
+
+    with pytest.raises(UserError, match="--pixel-size"):
+        resample_factor(None, size)

@@ -235,15 +235,16 @@ def test_auto_mode_tiles_when_the_image_would_not_fit(packages: dict[str, Path],
 
     tifffile.imwrite(tmp_path / "a.tif", _from_package(packages["2d"], "test_input.npy")[0, 0])
     calls: list[str] = []
-    real = run._predict_tiled
-    monkeypatch.setattr(run, "_predict_tiled", lambda *a: calls.append("tile") or real(*a))
+    for name in ("_predict_tiled", "_predict_global"):
+        real = getattr(run, name)
+        monkeypatch.setattr(run, name, lambda *a, name=name, real=real: calls.append(name) or real(*a))
     assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o1")]) == 0
     assert calls == []  # small enough: whole
     monkeypatch.setattr(memory, "BYTES_PER_VOXEL", 10**15)
     assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "o2")]) == 0
-    assert calls == ["tile"]
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "o2" / "a.tif"), tifffile.imread(tmp_path / "o1" / "a.tif"),
-                               atol=1e-3)
+    assert calls == ["_predict_global"]  # a GVTNet's tiles: with global context (issue 33 item 5)
+    whole = tifffile.imread(tmp_path / "o1" / "a.tif")
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "o2" / "a.tif"), whole, atol=1e-5 * float(np.ptp(whole)))
 
 
 def test_pixel_size_needs_a_model_that_declares_one_and_an_image_in_memory(packages: dict[str, Path], tmp_path: Path,

@@ -80,7 +80,7 @@ def test_global_context_and_dask_workers_give_the_single_process_result(packages
     tifffile.imwrite(tmp_path / "stack.tif", volume, metadata={"axes": "ZYX"})
     results = {}
     for name, flags in {"global": ["--global-context"], "global-dask": ["--global-context", "--dask"],
-                        "tiles": [], "tiles-dask": ["--dask"]}.items():
+                        "tiles": ["--plain-tiles"], "tiles-dask": ["--plain-tiles", "--dask"]}.items():
         assert main(["predict", str(packages["3d"]), str(tmp_path / "stack.tif"), "--out", str(tmp_path / name),
                      "--tile", TILE, "--out-format", "ome-zarr", *flags]) == 0
         results[name] = zarr.open_group(str(tmp_path / name / "stack.pred.ome.zarr"), mode="r")["0"][:]
@@ -364,9 +364,10 @@ def test_third_party_volumes_stream_to_the_in_memory_result(packages: dict[str, 
     volume = volume.astype(dtype)
     source = _sharded_ome_zarr(tmp_path / "v.ome.zarr", volume, chunks, shards)
     tile = TILE
-    assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", tile]) == 0
+    assert main(["predict", str(packages["3d"]), str(source), "--out", str(tmp_path / "out"), "--tile", tile,
+                 "--plain-tiles"]) == 0
     # the moments, then the quantiles: one counting pass for integers, two radix passes for float32 (item 2)
     assert f"statistics in {3 if dtype == 'float32' else 2} pass(es) over the volume ({dtype}" in capsys.readouterr().out
     streamed = zarr.open_group(str(tmp_path / "out" / "v.pred.ome.zarr"), mode="r")["0"][:]
-    reference = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--tile", tile])[0]
+    reference = _tiff_predictions(packages["3d"], volume[None], tmp_path, ["--tile", tile, "--plain-tiles"])[0]
     np.testing.assert_allclose(np.squeeze(streamed), np.squeeze(reference), atol=1e-6 * float(np.ptp(reference)), rtol=0)
