@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
 import re
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_between  # noqa: E402
+from report import as_it_falls, write_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- demo-figures: written by benchmarks/demo_figures.py -->", "<!-- /demo-figures -->"
@@ -42,8 +39,7 @@ def summary(work: Path, seconds: float) -> str:
         rows = list(csv.DictReader(handle))
     mean = lambda column: float(np.mean([float(r[column]) for r in rows]))  # noqa: E731
     steps = re.search(r"trained (\d+) steps", (work / "demo.md").read_text())
-    return (f"Reported as it falls (`python benchmarks/demo_figures.py`, {date.today().isoformat()}, "
-            f"{os.cpu_count()} CPU cores, {platform.machine()}): the whole demo took {seconds:.0f} s; after "
+    return (as_it_falls("demo_figures.py") + f": the whole demo took {seconds:.0f} s; after "
             f"{steps.group(1) if steps else '?'} steps each the demo GVTNet and the U-Net reach Pearson r "
             f"{mean('pearson_r'):.2f} against {mean('baseline_pearson_r'):.2f} and SSIM {mean('ssim'):.2f} against "
             f"{mean('baseline_ssim'):.2f} on the {len(rows)} test images (two images decide nothing).")

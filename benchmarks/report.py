@@ -20,3 +20,13 @@ def write_between(path: Path, start: str, end: str, text: str) -> None:
         raise SystemExit(f"{path} has no {start} ... {end} block to write into")
     head, rest = document.split(start, 1)
     path.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+def as_it_falls(script: str) -> str:
+    """The opening of a README figure: which script wrote it, when, and on what machine."""
+    import os
+    import platform
+    from datetime import date
+
+    return (f"Reported as it falls (`python benchmarks/{script}`, {date.today().isoformat()}, {os.cpu_count()} CPU "
+            f"cores, {platform.machine()})")

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +28,7 @@ BEST = re.compile(r"best\.pt is step (\d+) \(([^,]+),")
 MEAN = re.compile(r"^(\w+)\s+mean (\S+)\s+sd \S+\s+\((\d+) images\)", re.MULTILINE)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_between  # noqa: E402
+from report import as_it_falls, write_between  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("readme_commands", ROOT / "tools" / "readme_commands.py")
 readme_commands = importlib.util.module_from_spec(_spec)
@@ -61,8 +59,7 @@ def summary(seconds: list[float], output: str) -> str:
     by_step = ", ".join(f"{v[0]}: {float(v[2]):.4f}" for v in validations)
     chosen = next(v for v in validations if v[0] == best.group(1))
     n = means["nrmse"][1]
-    return (f"Reported as it falls (`python benchmarks/walkthrough_figures.py`, {date.today().isoformat()}, "
-            f"{os.cpu_count()} CPU cores, {platform.machine()}): the first block took {seconds[0]:.0f} s, the second "
+    return (as_it_falls("walkthrough_figures.py") + f": the first block took {seconds[0]:.0f} s, the second "
             f"{seconds[1]:.0f} s. After {step} steps train printed a held-out NRMSE of {float(nrmse):.4f} (Pearson r "
             f"{float(pearson):.3f}) against {float(noisy):.4f} for the noisy input itself; NRMSE at each validation: "
             f"{by_step}. `best.pt` is step {best.group(1)} ({best.group(2)}; NRMSE {float(chosen[2]):.4f}, validation "

@@ -98,20 +98,10 @@ def _upload(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .predict.arguments import parse_named_inputs
+    from .predict.arguments import parse_named_inputs, prediction_mode
     from .predict.run import predict_files
 
-    if args.global_context and args.whole:
-        raise UserError("--global-context already gives the whole image's result; give either it or --whole")
-    if args.plain_tiles and (args.whole or args.global_context or args.patches is not None):
-        other = "--whole" if args.whole else "--global-context" if args.global_context else "--patches"
-        raise UserError(f"--plain-tiles and {other} are different modes (tiles each on their own, or not); give one "
-                        "of them")
-    mode = ("global" if args.global_context else "whole" if args.whole else "plain" if args.plain_tiles
-            else "tile" if args.tile or args.memory is not None else "auto")
-    memory = _memory(args)
-    if args.patches is not None or args.overlap is not None:
-        mode = _patch_mode(args)
+    mode, memory = prediction_mode(args)
     if not args.inputs and not args.input:
         raise UserError("give input files or folders (or --input NAME=PATH for each input of the model)")
     if args.context_report:  # before predicting: reads each image itself, changes no prediction
@@ -132,31 +122,6 @@ def _predict(args: argparse.Namespace) -> None:
                   pixel_size=args.pixel_size, keep_model_pixel_size=args.keep_model_pixel_size,
                   denormalize=args.denormalize, patches=args.patches,
                   overlap=args.overlap, memory_budget=memory)
-
-
-def _memory(args: argparse.Namespace) -> int | None:
-    """--memory in bytes (None: not given, or --tile gives the tile); refused with --whole and --patches."""
-    from .predict.budget import parse_memory
-
-    if args.memory is None:
-        return None
-    memory = parse_memory(args.memory)
-    if args.whole or args.patches is not None:
-        raise UserError(f"--memory sizes tiles; {'--whole' if args.whole else '--patches'} does not tile")
-    return None if args.tile else memory
-
-
-def _patch_mode(args: argparse.Namespace) -> str:
-    """--patches (the original's cropped prediction) is a mode of its own: refuse the flags of the others."""
-    if args.patches is None:
-        raise UserError("--overlap applies to --patches; give --patches Z,Y,X (or Y,X) too")
-    flags = (("--whole", args.whole), ("--tile", args.tile), ("--global-context", args.global_context),
-             ("--plain-tiles", args.plain_tiles), ("--halo", args.halo))
-    other = next((flag for flag, given in flags if given), None)
-    if other:
-        raise UserError(f"--patches and {other} are different modes (patches averaged as the original GVTNets "
-                        "predicted, or tiles/whole image); give one of them")
-    return "patches"
 
 
 def streamed(args: argparse.Namespace) -> bool:
@@ -188,7 +153,7 @@ def streamed(args: argparse.Namespace) -> bool:
 
 def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
     from .image_io.files import collect_inputs
-    from .predict.arguments import parse_tile
+    from .predict.arguments import memory_budget, parse_tile
     from .predict.pixel_size import check_keep_model_pixel_size
     from .predict.stream import predict_volumes
 
@@ -211,7 +176,7 @@ def _predict_streamed(args: argparse.Namespace, mode: str) -> None:
                     device=args.device, global_context=global_context, tile=tile,
                     halo=parse_tile(args.halo, 3, "--halo", minimum=0) or {}, axes=args.axes, level=args.level,
                     overwrite=args.overwrite, resume=args.resume, allow_download=args.allow_download, dask=args.dask,
-                    dask_workers=args.dask_workers, denormalize=args.denormalize, memory_budget=_memory(args))
+                    dask_workers=args.dask_workers, denormalize=args.denormalize, memory_budget=memory_budget(args))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

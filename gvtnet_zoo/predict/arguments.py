@@ -1,10 +1,10 @@
-"""A prediction's inputs as the command line and the widgets give them: tile sizes, named inputs, and the files of
-each sample (several inputs paired by file name)."""
+"""A prediction's inputs as the command line and the widgets give them: the mode and its flags, tile sizes, named
+inputs, and the files of each sample (several inputs paired by file name)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..errors import UserError
 from ..image_io.files import collect_inputs
@@ -55,3 +55,45 @@ def parse_named_inputs(items: Sequence[str]) -> dict[str, list[str]]:
             raise UserError(f"--input expects NAME=PATH (a model input id and a file or folder), got {item!r}")
         named.setdefault(name, []).append(path)
     return named
+
+
+def prediction_mode(args: Any) -> tuple[str, Optional[int]]:
+    """predict's mode (auto, whole, tile, plain, global or patches) and --memory in bytes from the parsed flags;
+    flags of different modes together are refused in one line."""
+    if args.global_context and args.whole:
+        raise UserError("--global-context already gives the whole image's result; give either it or --whole")
+    if args.plain_tiles and (args.whole or args.global_context or args.patches is not None):
+        other = "--whole" if args.whole else "--global-context" if args.global_context else "--patches"
+        raise UserError(f"--plain-tiles and {other} are different modes (tiles each on their own, or not); give one "
+                        "of them")
+    mode = ("global" if args.global_context else "whole" if args.whole else "plain" if args.plain_tiles
+            else "tile" if args.tile or args.memory is not None else "auto")
+    memory = memory_budget(args)
+    if args.patches is not None or args.overlap is not None:
+        mode = _patch_mode(args)
+    return mode, memory
+
+
+def memory_budget(args: Any) -> int | None:
+    """--memory in bytes (None: not given, or --tile gives the tile); refused with --whole and --patches."""
+    from .budget import parse_memory
+
+    if args.memory is None:
+        return None
+    memory = parse_memory(args.memory)
+    if args.whole or args.patches is not None:
+        raise UserError(f"--memory sizes tiles; {'--whole' if args.whole else '--patches'} does not tile")
+    return None if args.tile else memory
+
+
+def _patch_mode(args: Any) -> str:
+    """--patches (the original's cropped prediction) is a mode of its own: refuse the flags of the others."""
+    if args.patches is None:
+        raise UserError("--overlap applies to --patches; give --patches Z,Y,X (or Y,X) too")
+    flags = (("--whole", args.whole), ("--tile", args.tile), ("--global-context", args.global_context),
+             ("--plain-tiles", args.plain_tiles), ("--halo", args.halo))
+    other = next((flag for flag, given in flags if given), None)
+    if other:
+        raise UserError(f"--patches and {other} are different modes (patches averaged as the original GVTNets "
+                        "predicted, or tiles/whole image); give one of them")
+    return "patches"

@@ -23,20 +23,21 @@ from tqdm import tqdm
 from ..atomic import refuse_to_replace, refuse_to_touch_inputs
 from ..data.resample import resize_yx
 from ..errors import UserError
-from ..image_io.files import guess_axes, output_path, read_calibration, read_with_axes, to_model_axes, write_output
+from ..image_io.files import guess_axes, output_path, read_calibration, write_output
 from ..progress import Progress, no_progress
 from . import memory
-from .denormalize import Denormalization, denormalization, denormalize_sample
 from .arguments import match_samples, parse_tile
+from .denormalize import Denormalization, denormalization, denormalize_sample
 from .halos import tile_and_halo
+from .inputs import read_sample, sample_members
 from .model import ZooModel, create_pipeline, load_zoo_model
 from .network_call import run_network
 from .overlap import BackgroundWriter, prefetched
 from .patches import PatchRule, patch_rule, predict_patches
-from .pixel_size import ZScoreFirst, resample_factor, to_model_pixel_size, zscore_before_resizing
+from .pixel_size import resample_factor, zscore_before_resizing
 from .plan import TilePlan
 from .sizes import crop_outputs, exceeds_fixed_size, pad_to_valid
-from .tensors import axis_ids, axis_letters, channel_count, check_channels
+from .tensors import axis_ids, axis_letters, channel_count
 from .tile_mode import TileRule, many_tiles_hint, plain_tiles_warning, say_once, tile_rule
 from .tiled import plan_for_sample, predict_tiled, same_grid
 
@@ -155,42 +156,6 @@ def _predict_global(pipeline: Any, model: ZooModel, network: "ContextNetwork", s
                     id=sample.id)
     pipeline.apply_postprocessing(result)
     return crop_outputs(model.descr, result, original)
-
-
-def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str]]) -> tuple[dict[str, Any], int]:
-    """One sample's input tensors from {input id: (array, its axes as letters of bczyx, its name for messages)}
-    (in the model's axes, float32), and its largest number of space voxels. Files and napari layers alike."""
-    from bioimageio.core import Tensor
-
-    tensors = dict(zip(model.input_ids, model.descr.inputs))
-    members, space = {}, 0
-    for input_id, (array, axes, name) in arrays.items():
-        tensor = tensors[input_id]
-        letters = axis_letters(tensor)
-        array = to_model_axes(np.asarray(array), axes, letters, name).astype(np.float32)
-        check_channels(tensor, array.shape, letters, name)
-        members[input_id] = Tensor.from_numpy(array, dims=axis_ids(tensor))
-        space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
-    return members, space
-
-
-def _read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str],
-                 resample: float = 1.0, zscored: Optional[dict[str, ZScoreFirst]] = None
-                 ) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
-    """One sample's input tensors read from files (resized in y and x by ``resample``, after ``zscored``), its largest
-    number of space voxels, notes on how axes were guessed, and the first input's (y, x) size as read."""
-    tensors = dict(zip(model.input_ids, model.descr.inputs))
-    arrays, notes, yx = {}, [], (0, 0)
-    for input_id, path in files.items():
-        tensor = tensors[input_id]
-        array, file_axes, note = read_with_axes(path, axes, axis_letters(tensor), channel_count(tensor))
-        notes += [note] if note else []
-        if resample != 1.0:
-            yx = yx if yx != (0, 0) else (array.shape[file_axes.index("y")], array.shape[file_axes.index("x")])
-            array = to_model_pixel_size(array, file_axes, resample, (zscored or {}).get(input_id))
-        arrays[input_id] = (array, file_axes, path.name)
-    members, space = sample_members(model, arrays)
-    return members, space, notes, yx
 
 
 @dataclass
@@ -344,7 +309,7 @@ def predict_files(model_source: str | Path, inputs: Sequence[str | Path], out_di
     start, voxels = time.perf_counter(), 0
 
     def read(job: tuple[dict[str, Path], list[Path]]) -> tuple[dict[str, Any], int, list[str], tuple[int, int]]:
-        return _read_sample(model, job[0], axes, resample, zscored)
+        return read_sample(model, job[0], axes, resample, zscored)
 
     source_of = {paths[0]: s[first_input] for s, paths in zip(samples, planned)}  # outputs follow the first input
 

@@ -70,6 +70,17 @@ def test_outputs_are_not_overwritten_without_asking(packages: dict[str, Path], t
     assert tifffile.imread(tmp_path / "out" / "a.tif").ndim == 3
 
 
+def test_an_input_with_nan_is_refused_in_one_line_and_writes_nothing(packages: dict[str, Path], tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Hostile review of issue 33: files mode predicted NaN inputs into NaN outputs where streaming refused them."""
+    image = _from_package(packages["2d"], "test_input.npy")[0, 0].copy()
+    image[3, 5] = np.nan
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    assert main(["predict", str(packages["2d"]), str(tmp_path / "a.tif"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "NaN or Inf" in err and len(err.splitlines()) == 1 and not (tmp_path / "out" / "a.tif").exists()
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["nowhere.zip", "x.tif"], "model nowhere.zip not found"),
     (["{pkg}", "missing.tif"], "input missing.tif not found"),
