@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -9,6 +10,7 @@ from typing import Any, Optional, Sequence
 from bioimageio.spec.model import v0_5 as bio
 
 from ..config import Spec
+from ..errors import UserError
 
 SPACE_AXES = ("z", "y", "x")
 INPUT_ID, OUTPUT_ID = bio.TensorId("input"), bio.TensorId("output")
@@ -43,18 +45,34 @@ def preprocessing(spec: Spec) -> list[Any]:
                                                             eps=1e-6))]
 
 
-def _pixel_size(spec: Spec, axis: object) -> dict[str, Any]:
-    """The y and x axes' pixel size when the spec declares one (the label-free models expect 0.29 um)."""
+def _pixel_size(spec: Spec, axis: object, halo: dict[str, int]) -> dict[str, Any]:
+    """The y and x axes' pixel size when the spec declares one (the label-free models expect 0.29 um), as a float
+    that bioimageio.spec's halo arithmetic keeps exact (``halo_exact_scale``)."""
     if spec.data.pixel_size_yx is None or str(axis) not in ("y", "x"):
         return {}
-    return {"scale": spec.data.pixel_size_yx, "unit": "micrometer"}
+    halos = [halo.get(a, 0) for a in ("y", "x")]
+    return {"scale": halo_exact_scale(spec.data.pixel_size_yx, halos), "unit": "micrometer"}
+
+
+def halo_exact_scale(scale: float, halos: Sequence[int]) -> float:
+    """``scale`` or the nearest float to it (a few ulps away) for which ``halo * it / it`` is exactly ``halo`` for
+    every halo: bioimageio.spec infers an input halo as the output's halo * scale / the input's scale and refuses a
+    non-integer (24 * 0.4 / 0.4 is 24.000000000000004). Input and output declare this one value."""
+    above = below = scale
+    for _ in range(4096):
+        for candidate in (above, below):
+            if all(h * candidate / candidate == h for h in halos):
+                return candidate
+        above, below = math.nextafter(above, math.inf), math.nextafter(below, 0.0)
+    raise UserError(f"data.pixel_size_yx {scale}: no float near it gives bioimageio.spec integer halos "
+                    f"({', '.join(map(str, halos))}); round the pixel size to a few digits")
 
 
 def _input(spec: Spec, files: PackageFiles, halo: dict[str, int]) -> bio.InputTensorDescr:
     """Space axes take any multiple of the step that leaves at least one voxel inside the output halo."""
     step = spec.model.size_step()
     space = [bio.SpaceInputAxis(id=a, size=bio.ParameterizedSize(min=s + 2 * halo.get(str(a), 0), step=s),
-                                **_pixel_size(spec, a))
+                                **_pixel_size(spec, a, halo))
              for a, s in zip(_axes_ids(spec.model.input_dims), step)]
     return bio.InputTensorDescr(
         id=INPUT_ID,
@@ -72,7 +90,7 @@ def _output(spec: Spec, files: PackageFiles, halo: dict[str, int]) -> bio.Output
     for a in _axes_ids(spec.model.output_dims):
         size = bio.SizeReference(tensor_id=INPUT_ID, axis_id=a)
         h = halo.get(str(a), 0)
-        scale = _pixel_size(spec, a)
+        scale = _pixel_size(spec, a, halo)
         space.append(bio.SpaceOutputAxisWithHalo(id=a, halo=h, size=size, **scale) if h
                      else bio.SpaceOutputAxis(id=a, size=size, **scale))
     return bio.OutputTensorDescr(

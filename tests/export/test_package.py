@@ -193,3 +193,14 @@ def test_an_existing_package_is_replaced_only_with_overwrite(packages: dict[str,
     assert failed.read_bytes() == b"an earlier failure, kept for inspection"
     assert main(["package", str(run), "--out", str(existing), "--weight-formats", "torchscript", "--overwrite"]) == 0
     assert zipfile.is_zipfile(existing)
+
+
+@pytest.mark.parametrize("halos", [(24, 24), (48, 48), (12, 28), (4, 4)])
+def test_declared_pixel_sizes_keep_bioimageio_halo_arithmetic_exact(halos: tuple[int, int]) -> None:
+    """Hostile review of issue 33: `package` with data.pixel_size_yx 0.4 (or 0.1, 0.2, 0.7) and a halo of 24 ended in a
+    pydantic traceback, as bioimageio.spec infers the input halo as 24 * 0.4 / 0.4 = 24.000000000000004."""
+    from gvtnet_zoo.export.rdf import halo_exact_scale
+
+    for size in [round(0.001 * k, 3) for k in range(1, 3000, 7)] + [0.1, 0.2, 0.4, 0.7, 0.29, 0.108]:
+        scale = halo_exact_scale(size, halos)
+        assert all(h * scale / scale == h for h in halos) and abs(scale - size) <= 1e-15 * size
