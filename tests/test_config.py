@@ -100,3 +100,18 @@ def test_configs_are_immutable() -> None:
 def test_yaml_off_means_amp_off() -> None:
     assert spec_from_mapping(apply_overrides({"name": "x"}, ["train.amp=off"])).train.amp == "off"
     assert spec_from_mapping(apply_overrides({"name": "x"}, ["train.amp=bf16"])).train.amp == "bf16"
+
+
+def test_the_demo_care_paper_spec_is_the_papers_network_at_demo_width() -> None:
+    """Issue 35's opt-in remedy: the paper's CARE GVTNet (no batch norm) with the demo's data settings
+    (benchmarks/context_probes.py's CARE_DEMO_WIDTH, which the measurements used), nothing else."""
+    import ast
+    from pathlib import Path
+
+    from gvtnet_zoo.spec_loading import load_spec
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "benchmarks" / "context_probes.py").read_text())
+    overrides = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                     and any(getattr(t, "id", "") == "CARE_DEMO_WIDTH" for t in node.targets))
+    paper, demo = load_spec("gvtnet-care-denoise", overrides=overrides), load_spec("demo-gvtnet-care-paper-3d")
+    assert paper.model == demo.model and paper.data == demo.data and not demo.model.batch_norm
