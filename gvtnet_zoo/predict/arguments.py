@@ -76,10 +76,10 @@ def prediction_mode(args: Any) -> tuple[str, Optional[int]]:
 
 def memory_budget(args: Any) -> int | None:
     """--memory in bytes (None: not given, or --tile gives the tile); refused with --whole and --patches."""
-    from .budget import parse_memory
-
     if args.memory is None:
         return None
+    from .budget import parse_memory  # imports torch: only when a budget is given (ONNX on the CPU runs without it)
+
     memory = parse_memory(args.memory)
     if args.whole or args.patches is not None:
         raise UserError(f"--memory sizes tiles; {'--whole' if args.whole else '--patches'} does not tile")
