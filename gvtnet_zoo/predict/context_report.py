@@ -24,6 +24,7 @@ from ..config import Spec
 from ..data.normalization import normalize_input
 from ..errors import UserError
 from ..nn.attention import GlobalAttention
+from .sizes import ORIGINAL_BORDER
 
 PATCHES = 32  # patches measured at package time: their spread is what an image is compared with
 DIGITS = 4  # significant digits stored: the record is a yardstick, not weights
@@ -50,9 +51,10 @@ def gvto_contexts(network: nn.Module, spec: Spec, batch: np.ndarray) -> list[tor
 
 
 def _valid(image: np.ndarray, step: Sequence[int]) -> np.ndarray:
-    """(C, *S) mirrored up to multiples of ``step`` on the space axes (as whole-image prediction pads)."""
-    pad = [(0, 0)] + [(0, -n % s) for n, s in zip(image.shape[1:], step)]
-    return np.pad(image, pad, mode="reflect") if any(p for _, p in pad) else image
+    """(C, *S) padded up to multiples of ``step`` on the space axes as gvtnet-zoo packages are predicted
+    (sizes.ORIGINAL_BORDER: the original's reflect, half before the image), so the context is the prediction's."""
+    pad = [(0, 0)] + [ORIGINAL_BORDER.split(n, n + -n % s) for n, s in zip(image.shape[1:], step)]
+    return np.pad(image, pad, mode=ORIGINAL_BORDER.mode) if any(sum(p) for p in pad) else image
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -25,6 +25,7 @@ def sample_members(model: ZooModel, arrays: dict[str, tuple[np.ndarray, str, str
         tensor = tensors[input_id]
         letters = axis_letters(tensor)
         array = to_model_axes(np.asarray(array), axes, letters, name).astype(np.float32)
+        refuse_non_finite(array, name)  # as streamed prediction does: a network spreads NaN to every voxel
         check_channels(tensor, array.shape, letters, name)
         members[input_id] = Tensor.from_numpy(array, dims=axis_ids(tensor))
         space = max(space, int(np.prod([s for s, a in zip(array.shape, letters) if a in "zyx"])))
@@ -41,7 +42,6 @@ def read_sample(model: ZooModel, files: dict[str, Path], axes: Optional[str],
     for input_id, path in files.items():
         tensor = tensors[input_id]
         array, file_axes, note = read_with_axes(path, axes, axis_letters(tensor), channel_count(tensor))
-        refuse_non_finite(array, str(path))  # as streamed prediction does: a network spreads NaN to every voxel
         notes += [note] if note else []
         if resample != 1.0:
             yx = yx if yx != (0, 0) else (array.shape[file_axes.index("y")], array.shape[file_axes.index("x")])

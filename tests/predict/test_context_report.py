@@ -104,3 +104,12 @@ def test_imported_tf_packages_carry_no_record_and_say_so(tmp_path: Path) -> None
     heard: list[str] = []
     report_files(tmp_path / "model.zip", [tmp_path / "sample.tif"], heard.append)
     assert heard == [NO_RECORD]
+
+
+def test_the_report_pads_as_prediction_does() -> None:
+    """The context reported is the one prediction computes: padded by sizes.ORIGINAL_BORDER (half before the image)."""
+    from gvtnet_zoo.predict.context_report import _valid
+
+    image = np.arange(2 * 5 * 7, dtype=np.float32).reshape(1, 2, 5, 7)[:, 0]  # (C, Y, X) = (1, 5, 7)
+    padded = _valid(image, [4, 4])
+    np.testing.assert_array_equal(padded, np.pad(image, [(0, 0), (1, 2), (0, 1)], mode="reflect"))
