@@ -194,6 +194,7 @@ def package_tile(descr: Any, sizes: dict[str, int], memory: int, halo_override: 
         axes = "zyx"[3 - len(network.halo):]
         tile, network.keep_bytes = context_plan(network, memory, tuple(sizes.get(a, 1) for a in axes))
         network.store = None  # made anew with this budget
+        network.memory = memory  # in memory, several tiles run level by level within it (predict/stagewise.py)
         return tile
     space = [a for a in descr.inputs[0].axes if a.type == "space" and str(a.id) in sizes]
     halo = {**package_halo(descr), **halo_override}

@@ -33,7 +33,7 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Optional
+from typing import TYPE_CHECKING, Any, Hashable, Optional
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from ..models.probe import probe
 from ..nn.attention import AttentionContext, ContextCollected, GlobalAttention
 from ..progress import Progress, no_progress
 from .pass_reuse import PassStore, ResumableForward
+
+if TYPE_CHECKING:
+    from .stagewise import LevelByLevel
 from .plan import Window, axis_windows
 
 
@@ -76,8 +79,10 @@ class ContextNetwork:
     query_ratios: list[float]
     halo: list[int]  # per space axis: receptive-field radius of all convolutions, rounded up to the step
     keep_bytes: Optional[int] = None  # what tiles' kept pass states may take; None: a quarter of free memory
+    memory: Optional[int] = None  # --memory (bytes): the level-by-level forward's budget for the process's peak
     store: Optional[PassStore] = None  # the kept states of tiles with a key (set on first use)
     forward: ResumableForward = field(init=False)  # the network's forward as resumable stages
+    levels: Any = field(init=False, default=None)  # its level-by-level forward (predict/stagewise.py), made on first use
 
     @classmethod
     def build(cls, spec: Spec, state_dict: dict[str, torch.Tensor] | None = None, device: str = "cpu") -> ContextNetwork:
@@ -153,7 +158,8 @@ class ContextNetwork:
             return self.forward(self._input(block), store, key).cpu().numpy()
 
     def predict(self, image: np.ndarray, tile: dict[str, int], name: str = "", global_context: bool = True,
-                progress: Progress = no_progress, windows: list[list[Window]] | None = None) -> np.ndarray:
+                progress: Progress = no_progress, windows: list[list[Window]] | None = None,
+                by_levels: bool = True) -> np.ndarray:
         """Whole-image output on ``image`` (B, C_in, *S), S a valid size, computed tile by tile -> (B, C_out, *S).
 
         ``tile`` gives the tile length per space axis letter ('z', 'y', 'x'); axes not named stay whole, and
@@ -161,6 +167,9 @@ class ContextNetwork:
         ``global_context=False`` lets each tile attend to itself only (plain tiling, for comparison).
         ``progress`` hears (done, total) tile passes, collecting passes included. ``windows``: per space axis, the
         tile plan's (core start, core stop, tile start, tile stop) instead (predict/plan.py; the same windows).
+        With global context over several tiles the forward runs level by level (predict/stagewise.py): ``tile``
+        (or the windows' tile) then bounds the memory of each stage's tiles, not their size; ``by_levels=False``
+        runs the tile passes below instead (what streamed and Dask prediction run, tile by tile).
         """
         step = self.spec.model.size_step()
         axes = "zyx"[3 - len(step):]
@@ -171,6 +180,9 @@ class ContextNetwork:
                        for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
         passes = len(self.attentions) if global_context else 0
+        levels = self._level_by_level() if by_levels and passes and len(tiles) > 1 else None
+        if levels is not None:
+            return self._predict_by_levels(levels, image, tiles, name, progress)
         if passes:
             self._store().forget_all()  # (keys are this call's tile numbers)
         try:
@@ -178,6 +190,28 @@ class ContextNetwork:
         finally:
             if passes:
                 self._store().forget_all()
+
+    def _level_by_level(self) -> Optional["LevelByLevel"]:
+        if self.levels is None:
+            from .stagewise import level_by_level
+
+            self.levels = level_by_level(self)
+        return self.levels or None
+
+    def _predict_by_levels(self, levels: "LevelByLevel", image: np.ndarray, tiles: list[tuple[Window, ...]], name: str,
+                           progress: Progress) -> np.ndarray:
+        """predict/stagewise.py's forward: within ``memory`` if given, else with segment tiles of the memory the
+        planned tiles would take and stored values in memory up to ``keep_bytes`` (else a quarter of free memory)."""
+        from .budget import resident_bytes
+        from .stagewise import free_store_bytes
+
+        if self.memory is not None:
+            tile_bytes, store_bytes = levels.budgets(image.shape, self.memory, resident_bytes())
+        else:
+            tile_bytes = levels.geometry.full_bytes_per_voxel * int(np.prod([t1 - t0 for _, _, t0, t1 in tiles[0]]))
+            device = next(self.network.parameters()).device
+            store_bytes = self.keep_bytes if self.keep_bytes is not None else free_store_bytes(device)
+        return levels.predict(image, tile_bytes, store_bytes, name, progress)
 
     def _predict_tiles(self, image: np.ndarray, tiles: list[tuple[Window, ...]], passes: int, kept: int, name: str,
                        global_context: bool, progress: Progress) -> np.ndarray:

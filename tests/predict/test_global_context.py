@@ -129,7 +129,8 @@ def test_global_context_on_cuda_equals_the_whole_forward() -> None:
     np.testing.assert_allclose(tiled, whole, atol=1e-3 * np.ptp(whole), rtol=0)
 
 
-def test_progress_counts_every_pass_and_a_cancel_stops_before_the_next_tile() -> None:
+@pytest.mark.parametrize("by_levels", [True, False])
+def test_progress_counts_every_pass_and_a_cancel_stops_before_the_next_tile(by_levels: bool) -> None:
     from gvtnet_zoo.errors import Cancelled
     from gvtnet_zoo.progress import CancellableProgress
 
@@ -137,10 +138,11 @@ def test_progress_counts_every_pass_and_a_cancel_stops_before_the_next_tile() ->
     image = np.random.default_rng(0).normal(size=(1, 1, 128, 128)).astype(np.float32)
     tile = {"y": 2 * context.halo[-1] + 32, "x": 2 * context.halo[-1] + 32}
     seen: list[tuple[int, int]] = []
-    context.predict(image, tile, progress=lambda done, total: seen.append((done, total)))
+    context.predict(image, tile, progress=lambda done, total: seen.append((done, total)), by_levels=by_levels)
     total = seen[-1][1]
-    passes = len(context.attentions) + 1  # one collecting pass per GVTO, then the predicting pass
-    assert total % passes == 0 and total > passes and seen == [(i, total) for i in range(total + 1)]
+    assert total > len(context.attentions) + 1 and seen == [(i, total) for i in range(total + 1)]
+    if not by_levels:  # one collecting pass per GVTO, then the predicting pass, each over the same tiles
+        assert total % (len(context.attentions) + 1) == 0
     cancel = CancellableProgress(lambda done, total: cancel.cancel() if done == 2 else None)
     with pytest.raises(Cancelled):
-        context.predict(image, tile, progress=cancel)
+        context.predict(image, tile, progress=cancel, by_levels=by_levels)

@@ -38,7 +38,7 @@ def _run(key: str, keep_bytes: int | None) -> tuple[ContextNetwork, np.ndarray, 
     handle = _first_module(context).register_forward_hook(lambda *_: calls.append(1))
     step = context.spec.model.size_step()[-1]
     length = 2 * context.halo[-1] + core * step  # several tiles along y (and x)
-    tiled = context.predict(image, {"y": length, "x": length})
+    tiled = context.predict(image, {"y": length, "x": length}, by_levels=False)
     handle.remove()
     tiles = len(calls) // (len(context.attentions) + 1) if keep_bytes == 0 else len(calls)
     return context, tiled, whole, len(calls), tiles
@@ -64,10 +64,10 @@ def test_states_beyond_the_budget_are_recomputed_with_the_same_result() -> None:
         whole = context.network(torch.from_numpy(image)).numpy()
     length = 2 * context.halo[-1] + 8
     context.keep_bytes = None
-    context.predict(image, {"y": length, "x": length})
+    context.predict(image, {"y": length, "x": length}, by_levels=False)
     assert context.store is not None and context.store.dropped == 0
     context.keep_bytes, context.store = 600_000, None  # about one tile's state: the rest start from the input
-    tiled = context.predict(image, {"y": length, "x": length})
+    tiled = context.predict(image, {"y": length, "x": length}, by_levels=False)
     assert context.store.dropped > 0
     np.testing.assert_allclose(tiled, whole, atol=1e-5 * np.ptp(whole), rtol=0)
 
@@ -100,5 +100,5 @@ def test_kept_dropped_and_partly_kept_states_equal_the_whole_forward_over_genera
         whole = context.network(torch.from_numpy(image)).numpy()
     tile = {a: 2 * h + s * int(rng.integers(1, 4)) for a, h, s in zip("zyx"[3 - len(sizes):], context.halo, step)}
     context.keep_bytes = [None, 0, int(rng.integers(100_000, 2_000_000))][seed % 3]
-    tiled = context.predict(image, {a: n for a, n in tile.items() if a != "z"})
+    tiled = context.predict(image, {a: n for a, n in tile.items() if a != "z"}, by_levels=False)
     np.testing.assert_allclose(tiled, whole, atol=1e-5 * np.ptp(whole), rtol=0)

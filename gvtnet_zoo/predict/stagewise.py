@@ -1,0 +1,377 @@
+"""Global context level by level: a GVTNet's whole-image forward computed stage by stage, each stage over tiles.
+
+The tile passes of predict/global_context.py give every tile the halo of the whole network (24 voxels a side for
+the CARE GVTNet) and run the encoder again for every GVTO. Here the forward's stages (predict/pass_reuse.py) are
+grouped into *segments* that end before each stage holding a GVTO; each segment runs over the whole image in
+tiles whose halo is the receptive-field radius of that segment's convolutions alone (12 for the CARE GVTNet's
+encoder, 8 for its last decoder level, 4 at the bottom), and writes the values later segments read (the encoder
+outputs the decoder merges, the next GVTO's input) over the whole image into a ``ValueStore``. A segment whose
+first stage holds a GVTO first sums that GVTO's keys and values over the tile cores of its input (a short pass:
+nothing runs past the GVTO), then runs. So every convolution runs about once per voxel (plus its own halo), the
+encoder once, and each GVTO sees the whole image, as in one forward.
+
+Memory: one segment's tile, plus the stored values live at that point. Those beyond ``store_bytes`` go to a
+scratch zarr store (predict/value_store.py), largest first: for the CARE GVTNet on 64x288x288 the first level's
+skip (32 channels at full size, 680 MB) is spilled under a quarter of ``--whole``'s memory and read back once.
+Tile lengths come from a byte budget per segment (predict/budget.py's peak model on the segment's own layers):
+a segment at a quarter of the resolution takes tiles 64 times larger for the same memory.
+
+Exactness is that of the tile passes: cores partition the image on the down-sampling grid, tiles start on it,
+and each core voxel of each segment sees what it sees in the whole image.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..models.halo import _LAYERS
+from ..models.layout import channels_last_input, prefers_channels_last
+from ..nn.attention import AttentionContext, ContextCollected
+from ..nn.layers import as_tuple
+from ..progress import Progress, no_progress
+from .budget import human, tile_for_budget
+from .live_bytes import LiveBytes
+from .pass_reuse import Stage
+from .plan import Window, axis_windows
+from .value_store import ValueStore
+
+
+# measured peaks over counted ones, per segment (VmHWM over LiveBytes' peak plus what was resident before; see
+# predict/live_bytes.py): allocator slack and numpy's copies, which the count does not see
+SEGMENT_PEAK_MARGIN = 1.1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Stages [start, stop): the values it reads from before it, those it makes for later, its GVTOs and halo."""
+
+    start: int
+    stop: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    gvtos: tuple[int, ...]  # indices into the network's attentions, in call order
+    halo: tuple[int, ...]  # per input space axis, input voxels, a multiple of the axis's step
+    bytes_per_voxel: float  # tile peak per input voxel: live tensor bytes (inputs, activations, outputs), margin
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the level-by-level forward needs to know of a network, from one probe forward."""
+
+    segments: list[Segment]
+    ratios: dict[str, tuple[float, ...]]  # per value: its size over the input's, per its (trailing) space axes
+    channels: dict[str, int]
+    full_bytes_per_voxel: float  # the same model for the whole network at once
+
+
+def probe_geometry(stages: list[Stage], attentions: list[nn.Module], in_channels: int, step: list[int],
+                   layout: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> Geometry:
+    """Per stage: receptive-field radius (as models/halo.py counts it) and the GVTOs it calls, from a forward of
+    zeros through ``stages``; segments cut before every stage that calls a GVTO (and where ``_stored_anyway``);
+    per segment, the peak of its live tensor bytes (predict/live_bytes.py) with ``layout`` on its inputs."""
+    size = [4 * s for s in step]
+    current, radius = 0, [[0.0] * len(size) for _ in stages]
+    called: list[list[int]] = [[] for _ in stages]
+    index = {id(a): i for i, a in enumerate(attentions)}
+
+    def widen(module: nn.Module, inputs: Any, _output: Any) -> None:
+        shape = inputs[0].shape[2:]
+        pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
+        first = len(size) - len(shape)
+        for axis, (k, d, n) in enumerate(zip(as_tuple(module.kernel_size, len(shape)),
+                                             as_tuple(getattr(module, "dilation", 1), len(shape)), shape), start=first):
+            radius[current][axis] += ((k - 1) if pooling else (k - 1) // 2 * d) * size[axis] / n
+
+    def attend(module: nn.Module, _inputs: Any, _output: Any) -> None:
+        called[current].append(index[id(module)])
+
+    layers = {m for stage in stages for m in _modules_of(stage) if isinstance(m, _LAYERS)}
+    hooks = [m.register_forward_hook(widen) for m in layers] + [m.register_forward_hook(attend) for m in attentions]
+    values: dict[str, torch.Tensor] = {"x": layout(torch.zeros(1, in_channels, *size))}
+    try:
+        with torch.no_grad():
+            for current, stage in enumerate(stages):  # noqa: B007 (the hooks read it)
+                values[stage.output] = stage.run(*[values[n] for n in stage.inputs])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    voxels = math.prod(size)
+    ratios = {n: tuple(v.shape[2 + j] / size[len(size) - v.dim() + 2 + j] for j in range(v.dim() - 2))
+              for n, v in values.items()}
+    channels = {n: int(v.shape[1]) for n, v in values.items()}
+    last_use = {n: s for s, stage in enumerate(stages) for n in stage.inputs}
+    cuts = [0, *[s for s in range(1, len(stages)) if called[s] or _stored_anyway(stages, last_use, s)], len(stages)]
+    segments = []
+    for start, stop in zip(cuts, cuts[1:]):
+        made = [stages[s].output for s in range(start, stop)]
+        inputs = tuple(dict.fromkeys(n for s in range(start, stop) for n in stages[s].inputs if n not in made))
+        outputs = tuple(n for n in made if n == "out" or last_use.get(n, -1) >= stop)
+        reach = [sum(radius[s][a] for s in range(start, stop)) for a in range(len(size))]
+        halo = tuple(math.ceil(r / s - 1e-9) * s for r, s in zip(reach, step))
+        segment = Segment(start, stop, inputs, outputs, tuple(g for s in range(start, stop) for g in called[s]), halo, 0.0)
+        peak = _peak_bytes(stages, segment, {n: layout(values[n].clone()) for n in inputs})
+        segments.append(dataclasses.replace(segment, bytes_per_voxel=SEGMENT_PEAK_MARGIN * peak / voxels))
+    whole = Segment(0, len(stages), ("x",), ("out",), (), (0,) * len(size), 0.0)
+    full = _peak_bytes(stages, whole, {"x": values["x"]})
+    return Geometry(segments, ratios, channels, SEGMENT_PEAK_MARGIN * full / voxels)
+
+
+def _peak_bytes(stages: list[Stage], segment: Segment, inputs: dict[str, torch.Tensor]) -> int:
+    """The most tensor bytes live at once while ``run_stages`` runs the segment on ``inputs`` (counted with them),
+    plus the largest input of any of its convolutions once more: oneDNN copies a convolution's input into its own
+    layout where it needs to, outside PyTorch's tensors (a segment reading a full-size value to down-sample it
+    peaked 15-22% above the count without it)."""
+    count, largest = LiveBytes(), 0
+
+    def conv_input(_module: nn.Module, args: Any) -> None:
+        nonlocal largest
+        largest = max(largest, args[0].element_size() * args[0].nelement())
+
+    hooks = [m.register_forward_pre_hook(conv_input) for s in range(segment.start, segment.stop)
+             for m in _modules_of(stages[s]) if isinstance(m, _LAYERS)]
+    count.hold(sum(v.element_size() * v.nelement() for v in inputs.values()))
+    try:
+        with torch.no_grad(), count:
+            run_stages(stages, segment, inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return count.peak + largest
+
+
+def run_stages(stages: list[Stage], segment: Segment, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Runs the segment's stages on ``values`` (its inputs, taken over), freeing each value once no later stage of
+    the segment reads it; returns its outputs."""
+    keep = set(segment.outputs)
+    last = {n: s for s in range(segment.start, segment.stop) for n in stages[s].inputs}
+    for s in range(segment.start, segment.stop):
+        stage = stages[s]
+        values[stage.output] = stage.run(*[values[n] for n in stage.inputs])
+        for n in stage.inputs:
+            if last[n] == s and n not in keep:
+                values.pop(n, None)
+    return {n: values[n] for n in segment.outputs}
+
+
+def _stored_anyway(stages: list[Stage], last_use: dict[str, int], s: int) -> bool:
+    """Whether every value live before stage ``s`` (the input aside) is also read after it, so must be stored
+    anyway: a cut there stores nothing more, and the stages on either side get their own (smaller) halos."""
+    live = {n for stage in stages[:s] for n in [stage.output] if last_use.get(n, -1) >= s}
+    return bool(live) and all(last_use[n] > s for n in live)
+
+
+def _modules_of(stage: Stage) -> list[nn.Module]:
+    """The modules a stage calls: its module's, or those its closure holds (a lambda over network parts)."""
+    run = stage.run
+    if isinstance(run, nn.Module):
+        return list(run.modules())
+    owner = getattr(run, "__self__", None)  # a bound method (GVTNet._mean)
+    if isinstance(owner, nn.Module):
+        return list(owner.modules())
+    found: list[nn.Module] = []
+    for cell in getattr(run, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, nn.Module):
+            found.extend(cell.cell_contents.modules())
+    return found
+
+
+def spill_plan(sizes: dict[str, int], made: dict[str, int], last: dict[str, int], budget: int) -> set[str]:
+    """The values to keep on disk so that those in memory never exceed ``budget`` bytes at once, largest first.
+    ``made``/``last``: the segment that writes a value and the last that reads it."""
+    spilled: set[str] = set()
+
+    def peak() -> int:
+        return max((sum(sizes[n] for n in sizes if n not in spilled and made[n] <= i <= last[n])
+                    for i in range(max(last.values(), default=0) + 1)), default=0)
+
+    for name in sorted(sizes, key=lambda n: -sizes[n]):
+        if peak() <= budget:
+            break
+        spilled.add(name)
+    return spilled
+
+
+class LevelByLevel:
+    """The level-by-level forward of a ContextNetwork (predict/global_context.py) on whole images in memory."""
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+        model = network.spec.model
+        self.step = model.size_step()
+        self.stages: list[Stage] = network.forward.stages
+        device = next(network.network.parameters()).device
+        self.channels_last = prefers_channels_last(device, network.network)
+        self.geometry = probe_geometry(self.stages, network.attentions, getattr(model, "in_channels", 1), self.step,
+                                       channels_last_input if self.channels_last else (lambda x: x))
+        self.spilled: list[str] = []  # the values the last prediction kept on disk
+        self.tiles: list[int] = []  # the last prediction's tiles per segment
+
+    def plan_store(self, image_shape: tuple[int, ...], store_bytes: int) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+        """Shapes of the stored values (B, C, *S) on an image (B, C_in, *S_in), and those to spill to disk."""
+        batch, space = image_shape[0], image_shape[2:]
+        geometry, shapes, made, last = self.geometry, {}, {}, {}
+        for i, segment in enumerate(geometry.segments):
+            for name in segment.outputs:
+                ratios = geometry.ratios[name]
+                shapes[name] = (batch, geometry.channels[name],
+                                *[round(n * r) for n, r in zip(space[len(space) - len(ratios):], ratios)])
+                made[name] = i
+            for name in segment.inputs:
+                last[name] = i
+        nbytes = {n: 4 * math.prod(s) for n, s in shapes.items() if n != "out"}
+        spilled = spill_plan(nbytes, {n: made[n] for n in nbytes}, {n: last.get(n, made[n]) for n in nbytes},
+                             store_bytes)
+        return shapes, spilled
+
+    def budgets(self, image_shape: tuple[int, ...], memory: int, resident: int) -> tuple[float, int]:
+        """(tile bytes, store bytes) within ``memory`` for the process's peak, ``resident`` held already: stored
+        values in memory up to half of the rest (the largest beyond it spilled), tiles the rest of it."""
+        available = memory - resident
+        if available <= 0:
+            raise UserError(f"--memory {human(memory)} is less than this process already holds ({human(resident)}: "
+                            "PyTorch, the model and the image); give more memory")
+        shapes, spilled = self.plan_store(image_shape, available // 2)
+        kept = {n: 4 * math.prod(s) for n, s in shapes.items() if n not in spilled}
+        return available - self._peak(kept), available // 2
+
+    def _peak(self, nbytes: dict[str, int]) -> int:
+        """The most of ``nbytes``'s values live at once over the segments (made .. last read)."""
+        segments = self.geometry.segments
+        made = {n: i for i, s in enumerate(segments) for n in s.outputs}
+        last = {n: i for i, s in enumerate(segments) for n in s.inputs}
+        return max(sum(b for n, b in nbytes.items() if made[n] <= i <= last.get(n, made[n]))
+                   for i in range(len(segments)))
+
+    def predict(self, image: np.ndarray, tile_bytes: float, store_bytes: int, name: str = "",
+                progress: Progress = no_progress) -> np.ndarray:
+        """The whole-image output on ``image`` (B, C_in, *S), S valid -> (B, C_out, *S_out): each segment in tiles
+        of at most ``tile_bytes`` (modelled), stored values beyond ``store_bytes`` in a scratch store."""
+        space = image.shape[2:]
+        axes = "zyx"[3 - len(space):]
+        kept = min(len(r) for r in self.geometry.ratios.values())  # a projection drops z: it stays whole
+        shapes, spilled = self.plan_store(image.shape, store_bytes)
+        self.spilled = sorted(spilled)
+        plans = []
+        for segment in self.geometry.segments:
+            try:
+                lengths = tile_for_budget(int(tile_bytes), 0, segment.bytes_per_voxel, dict(zip(axes, space)),
+                                          dict(zip(axes, segment.halo)), dict(zip(axes, self.step)),
+                                          set(axes[len(axes) - kept:]))
+            except UserError:
+                stage = self.stages[segment.start].output
+                raise UserError(f"global context: {human(tile_bytes)} for tiles (what the memory budget leaves beside "
+                                f"what is resident and the stored feature maps) is less than the smallest tile of the "
+                                f"network's stage {stage} needs; give more memory (--memory) or larger tiles") from None
+            windows = [axis_windows(n, lengths[a], h, s, a) for n, a, h, s in zip(space, axes, segment.halo, self.step)]
+            plans.append(list(itertools.product(*windows)))
+        self.tiles = [len(t) for t in plans]
+        total = sum(len(t) * (1 + len(s.gvtos)) for t, s in zip(plans, self.geometry.segments))
+        last = {n: i for i, s in enumerate(self.geometry.segments) for n in s.inputs}
+        contexts: list[AttentionContext] = []
+        bar = tqdm(total=total, desc=f"  {name} global context", unit="tile", leave=False, disable=total < 2)
+        with ValueStore() as store, bar:
+            for i, (segment, tiles) in enumerate(zip(self.geometry.segments, plans)):
+                for output in segment.outputs:
+                    store.create(output, shapes[output], output in spilled)
+                for gvto in segment.gvtos:
+                    parts = []
+                    for combo in tiles:
+                        progress(bar.n, total)
+                        bar.update()
+                        parts.append(self._collect(segment, combo, image, store, contexts, gvto))
+                    from .global_context import merge_contexts
+
+                    contexts.append(merge_contexts(parts))
+                for combo in tiles:
+                    progress(bar.n, total)
+                    bar.update()
+                    self._run(segment, combo, image, store, contexts)
+                for value in [n for n, at in last.items() if at == i and n != "x"]:
+                    store.drop(value)
+            progress(total, total)
+            return store.whole("out")
+
+    def _region(self, name: str, combo: tuple[Window, ...], core: bool) -> tuple[slice, ...]:
+        """The value's region of a tile (or of its core), from the input windows of its trailing axes."""
+        ratios = self.geometry.ratios[name]
+        region = []
+        for (c0, c1, t0, t1), r in zip(combo[len(combo) - len(ratios):], ratios):
+            a, b = (c0, c1) if core else (t0, t1)
+            region.append(slice(round(a * r), round(b * r)))
+        return tuple(region)
+
+    def _tensors(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray,
+                 store: ValueStore) -> dict[str, torch.Tensor]:
+        """The segment's inputs over the tile, read straight into the layout the network runs in (no second copy)."""
+        device = next(self.network.network.parameters()).device
+        values = {}
+        for name in segment.inputs:
+            region = self._region(name, combo, core=False)
+            shape = (image.shape[0], self.geometry.channels[name], *[r.stop - r.start for r in region])
+            if self.channels_last:  # (B, *R, C) memory seen as (B, C, *R): PyTorch's channels-last strides
+                buffer = np.empty((shape[0], *shape[2:], shape[1]), np.float32)
+                view = np.moveaxis(buffer, -1, 1)
+            else:
+                buffer = view = np.empty(shape, np.float32)
+            if name == "x":
+                view[...] = image[(slice(None), slice(None), *region)]
+            else:
+                store.read(name, region, view)
+            tensor = torch.from_numpy(buffer)
+            values[name] = (tensor.movedim(-1, 1) if self.channels_last else tensor).to(device)
+        return values
+
+    def _collect(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray, store: ValueStore,
+                 contexts: list[AttentionContext], gvto: int) -> AttentionContext:
+        """GVTO ``gvto``'s K^T V and query count over the tile's core; the GVTOs before it apply ``contexts``."""
+        from .global_context import _contexts
+
+        state = AttentionContext(self.network.query_ratios[gvto])
+        state.core = [(c0 - t0, c1 - t0, t1 - t0) for c0, c1, t0, t1 in combo]
+        with torch.no_grad(), _contexts(self.network.attentions, [*contexts[:gvto], state], gvto):
+            try:
+                run_stages(self.stages, segment, self._tensors(segment, combo, image, store))
+            except ContextCollected:
+                state.kv = state.kv.to(device="cpu", dtype=torch.float64) if state.kv is not None else None
+                return state
+        raise RuntimeError("a collecting pass ran past its GVTO")
+
+    def _run(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray, store: ValueStore,
+             contexts: list[AttentionContext]) -> None:
+        """The segment on one tile, every GVTO applying its whole-image context; writes its outputs' cores."""
+        from .global_context import _contexts
+
+        with torch.no_grad(), _contexts(self.network.attentions, contexts, None):
+            values = run_stages(self.stages, segment, self._tensors(segment, combo, image, store))
+        for name in segment.outputs:
+            tile, core = self._region(name, combo, core=False), self._region(name, combo, core=True)
+            inner = tuple(slice(c.start - t.start, c.stop - t.start) for c, t in zip(core, tile))
+            store.write(name, core, values[name][(slice(None), slice(None), *inner)].cpu().numpy())
+
+
+def tile_bytes_of(geometry: Geometry, tile_voxels: int) -> float:
+    """The modelled peak of a whole-network tile of ``tile_voxels``: what each segment's tile may take instead."""
+    return geometry.full_bytes_per_voxel * tile_voxels
+
+
+def free_store_bytes(device: torch.device) -> int:
+    """Without a budget: stored values in memory up to a quarter of the free memory."""
+    from .memory import free_memory_bytes
+
+    return free_memory_bytes([str(device)]) // 4
+
+
+def level_by_level(network: Any) -> Optional[LevelByLevel]:
+    """The network's level-by-level forward, or None where its forward is one stage (no description of it)."""
+    return LevelByLevel(network) if len(network.forward.stages) > 1 else None

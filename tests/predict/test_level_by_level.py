@@ -1,0 +1,152 @@
+"""Global context level by level (predict/stagewise.py): equal to the whole forward over generated sizes, tiles
+and store budgets; the encoder runs once; scratch files never outlive the prediction."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gvtnet_zoo.errors import Cancelled
+from gvtnet_zoo.predict.global_context import ContextNetwork
+from gvtnet_zoo.predict.live_bytes import LiveBytes
+from gvtnet_zoo.predict.stagewise import LevelByLevel
+from gvtnet_zoo.predict.value_store import ScratchArray, ValueStore
+from gvtnet_zoo.progress import CancellableProgress
+from gvtnet_zoo.spec_loading import load_spec
+
+# tiny networks with GVTOs at the bottom, as up-sampling and (3D) down-sampling operators, batch norm, projection
+SPECS = {
+    "2d": ("demo-gvtnet-label-free-2d", ["model.base_channels=4", "model.bottom=[gvto]", "model.up_sampling=gvto_v2"]),
+    "3d": ("gvtnet-care-denoise", ["model.base_channels=4", "model.depth=2", "model.down_sampling=gvto_v1",
+                                   "model.up_sampling=gvto_v2", "model.encoder_blocks=[1,1]", "model.batch_norm=true"]),
+    "care": ("gvtnet-care-denoise", ["model.base_channels=4"]),
+    "projection": ("demo-gvtnet-projection", ["model.network.base_channels=4", "model.projection_channels=4"]),
+}
+_BUILT: dict[str, tuple[ContextNetwork, LevelByLevel]] = {}
+
+
+def _network(key: str) -> tuple[ContextNetwork, LevelByLevel]:
+    if key not in _BUILT:
+        torch.manual_seed(0)
+        context = ContextNetwork.build(load_spec(*SPECS[key]))
+        for module in context.network.modules():  # batch norm that is not the identity
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+        _BUILT[key] = context, LevelByLevel(context)
+    return _BUILT[key]
+
+
+def _case(key: str, seed: int) -> tuple[np.ndarray, float, int]:
+    """A seeded image of a valid size (several steps per axis, not stationary), tile bytes for a few tiles per
+    segment, and a store budget (everything in memory, nothing, or in between)."""
+    context, levels = _network(key)
+    rng = np.random.default_rng(seed)
+    step = context.spec.model.size_step()
+    lo = {"2d": [10, 10], "3d": [4, 8, 8], "care": [4, 8, 8], "projection": [2, 5, 5]}[key]
+    space = [s * int(rng.integers(n, n + 5)) for s, n in zip(step, lo)]
+    if key == "projection":
+        space[0] = int(rng.integers(2, 6))
+    image = rng.normal(size=(int(rng.integers(1, 3)), 1, *space)).astype(np.float32)
+    image *= np.linspace(0.1, 4.0, space[-1], dtype=np.float32)
+    # the tile of the widest segment: its minimal tile (two halos and a step per cut axis) up to twice that
+    widest = max(levels.geometry.segments, key=lambda s: s.bytes_per_voxel)
+    cut = len(space) - context.spec.model.output_dims
+    smallest = math.prod(n if a < cut else min(n, 2 * h + 2 * s) for a, (n, h, s) in enumerate(zip(space, widest.halo, step)))
+    tile_bytes = widest.bytes_per_voxel * smallest * float(rng.uniform(1.0, 2.0))
+    store = [0, 10**12, int(rng.integers(1, 4 * image.nbytes * 8))][seed % 3]
+    return image, tile_bytes, store
+
+
+@pytest.mark.parametrize("key", sorted(SPECS))
+@pytest.mark.parametrize("seed", range(3))
+def test_level_by_level_equals_the_whole_forward_over_generated_cases(key: str, seed: int) -> None:
+    context, levels = _network(key)
+    image, tile_bytes, store = _case(key, seed)
+    with torch.no_grad():
+        whole = context.network(torch.from_numpy(image)).numpy()
+    predicted = levels.predict(image, tile_bytes, store)
+    assert predicted.shape == whole.shape
+    np.testing.assert_allclose(predicted, whole, atol=1e-5 * np.ptp(whole), rtol=0)
+    assert max(levels.tiles) > 1, "the case should cut the image"
+    if store == 0:
+        assert levels.spilled, "nothing fits a store of 0 bytes"
+
+
+def test_the_encoder_runs_once_per_tile_of_its_segment_and_each_segment_has_its_own_halo() -> None:
+    context, levels = _network("care")
+    image, tile_bytes, _ = _case("care", 0)
+    calls: list[int] = []
+    handle = context.network.stem.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        levels.predict(image, tile_bytes / 2, 10**12)
+    finally:
+        handle.remove()
+    assert len(calls) == levels.tiles[0] > 1  # not once per GVTO, as tile passes run it
+    halos = [max(s.halo) for s in levels.geometry.segments]
+    assert max(halos) < max(context.halo) and min(halos) == 0  # no segment pays the whole network's halo
+
+
+def test_scratch_files_are_removed_after_a_prediction_and_after_a_cancel(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    context, levels = _network("care")
+    image, tile_bytes, _ = _case("care", 1)
+    seen: list[int] = []
+
+    def watch(done: int, total: int) -> None:
+        seen.append(len(list(tmp_path.glob("gvtnet-zoo-scratch-*/*.f32"))))
+
+    levels.predict(image, tile_bytes, 0, progress=watch)
+    assert max(seen) > 0 and not list(tmp_path.iterdir())
+    cancel = CancellableProgress(lambda done, total: cancel.cancel() if done == 3 else None)
+    with pytest.raises(Cancelled):
+        levels.predict(image, tile_bytes, 0, progress=cancel)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scratch_arrays_read_back_what_was_written_into_any_view(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), *rng.integers(3, 12, size=int(rng.integers(2, 4))))
+    reference = np.zeros(shape, np.float32)
+    array = ScratchArray(tmp_path / "v.f32", shape)
+    for _ in range(6):  # regions written in any order, partly over each other
+        region = tuple(slice(int(a), int(rng.integers(a + 1, n + 1))) for n in shape[2:] for a in [rng.integers(0, n)])
+        block = rng.normal(size=(*shape[:2], *[r.stop - r.start for r in region])).astype(np.float32)
+        array.write(region, block)
+        reference[(slice(None), slice(None), *region)] = block
+    region = tuple(slice(int(a), int(rng.integers(a + 1, n + 1))) for n in shape[2:] for a in [rng.integers(0, n)])
+    expected = reference[(slice(None), slice(None), *region)]
+    buffer = np.empty((expected.shape[0], *expected.shape[2:], expected.shape[1]), np.float32)
+    array.read(region, np.moveaxis(buffer, -1, 1))  # a channels-last view
+    np.testing.assert_array_equal(np.moveaxis(buffer, -1, 1), expected)
+    array.close()
+    assert not (tmp_path / "v.f32").exists()
+    with ValueStore() as store:
+        store.create("a", shape, spill=False)
+        store.write("a", region, expected)
+        out = np.empty_like(expected)
+        store.read("a", region, out)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_live_bytes_counts_the_most_tensors_held_at_once() -> None:
+    mib = 2**20
+    with LiveBytes() as count:
+        a = torch.empty(mib // 4)  # 1 MiB
+        b = torch.empty(2 * mib // 4)  # 2 MiB: 3 held
+        view = b[:10]  # nothing new
+        del a
+        c = torch.empty(mib // 4)  # 3 MiB again, not 4
+        b.add_(1)  # in place: nothing new
+    count.hold(0)
+    assert count.peak == 3 * mib and count.live == 3 * mib
+    del b, c, view
+    assert count.live == 0
