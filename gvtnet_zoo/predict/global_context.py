@@ -11,6 +11,12 @@ Cores partition the image on the network's down-sampling grid, and each tile ext
 a halo at least the receptive-field radius of all convolutions, so every core voxel sees exactly
 what it sees in the whole image.
 
+An image in memory is not predicted by these passes but level by level (predict/stagewise.py): each
+segment of the forward runs over the whole image in tiles with its own, smaller halo, and the feature
+maps later segments read are stored whole (in memory, else in scratch files), so the encoder runs once and
+the time is about one forward's (docs/performance.md). The passes below are what streamed and Dask
+prediction run, tile by tile (predict/tile_step.py), where no whole-image feature map is held.
+
 Passes do not redo work (predict/pass_reuse.py): the forward runs as stages (stem, encoder levels,
 bottom operators, decoder levels, head), and where a collecting pass stops, each tile's values still to
 be used (the input of the stage holding the GVTO and the encoder outputs the decoder will merge) are
@@ -180,7 +186,7 @@ class ContextNetwork:
                        for n, a, h, s in zip(image.shape[2:], axes, self.halo, step)]
         tiles = list(itertools.product(*windows))
         passes = len(self.attentions) if global_context else 0
-        levels = self._level_by_level() if by_levels and passes and len(tiles) > 1 else None
+        levels = self.level_by_level() if by_levels and passes and len(tiles) > 1 else None
         if levels is not None:
             return self._predict_by_levels(levels, image, tiles, name, progress)
         if passes:
@@ -191,7 +197,8 @@ class ContextNetwork:
             if passes:
                 self._store().forget_all()
 
-    def _level_by_level(self) -> Optional["LevelByLevel"]:
+    def level_by_level(self) -> Optional["LevelByLevel"]:
+        """The network's level-by-level forward (predict/stagewise.py), made once; None where it has none."""
         if self.levels is None:
             from .stagewise import level_by_level
 
@@ -202,16 +209,21 @@ class ContextNetwork:
                            progress: Progress) -> np.ndarray:
         """predict/stagewise.py's forward: within ``memory`` if given, else with segment tiles of the memory the
         planned tiles would take and stored values in memory up to ``keep_bytes`` (else a quarter of free memory)."""
+        tile_bytes, store_bytes = self.level_budgets(levels, image.shape, int(np.prod([t1 - t0 for _, _, t0, t1 in tiles[0]])))
+        return levels.predict(image, tile_bytes, store_bytes, name, progress)
+
+    def level_budgets(self, levels: "LevelByLevel", image_shape: tuple[int, ...], tile_voxels: int) -> tuple[float, int]:
+        """(tile bytes, store bytes) of the level-by-level forward: within ``memory`` if given, else the memory a
+        whole-network tile of ``tile_voxels`` would take, and stored values in memory up to ``keep_bytes`` (else a
+        quarter of the free memory)."""
         from .budget import resident_bytes
         from .stagewise import free_store_bytes
 
         if self.memory is not None:
-            tile_bytes, store_bytes = levels.budgets(image.shape, self.memory, resident_bytes())
-        else:
-            tile_bytes = levels.geometry.full_bytes_per_voxel * int(np.prod([t1 - t0 for _, _, t0, t1 in tiles[0]]))
-            device = next(self.network.parameters()).device
-            store_bytes = self.keep_bytes if self.keep_bytes is not None else free_store_bytes(device)
-        return levels.predict(image, tile_bytes, store_bytes, name, progress)
+            return levels.budgets(image_shape, self.memory, resident_bytes())
+        device = next(self.network.parameters()).device
+        store_bytes = self.keep_bytes if self.keep_bytes is not None else free_store_bytes(device)
+        return levels.geometry.full_bytes_per_voxel * tile_voxels, store_bytes
 
     def _predict_tiles(self, image: np.ndarray, tiles: list[tuple[Window, ...]], passes: int, kept: int, name: str,
                        global_context: bool, progress: Progress) -> np.ndarray:

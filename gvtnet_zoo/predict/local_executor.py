@@ -19,8 +19,12 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
     ``progress`` hears (tiles written, tiles to write) before each tile; ``check`` sees the first time point's."""
     tiles = job.plan.tiles()
     first = min(todo, default=0)
+    levels = step.network.level_by_level() if job.global_context and step.network is not None else None
     for time, remaining in todo.items():
         stat = volume_statistics(job, step.model.descr, step.array, time, echo)
+        if levels is not None and len(tiles) > 1:
+            _levels_time_point(job, step, levels, time, stat, remaining, bar, check if time == first else None, progress)
+            continue
         contexts: Optional[list[Any]] = None
         if job.global_context:
             from .global_context import merge_contexts
@@ -37,5 +41,33 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
             for output_id, (place, block) in step.predict(tile, time, stat, contexts, key).items():
                 job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
             if time == first and step.last_output is not None:
+                check.offer(tile, step.last_output)
+            bar.update()
+
+
+def _levels_time_point(job: StreamJob, step: TileStep, levels: Any, time: int, stat: dict[Any, Any],
+                       remaining: list[Any], bar: tqdm, check: Optional[SeamCheck], progress: Progress) -> None:
+    """Global context level by level (predict/stagewise.py): the network's output over the whole padded volume
+    into scratch files (within ``--memory``, else the plan's tile memory), then each remaining tile postprocessed
+    and written from it. Not resumable within a time point: an interrupted one is computed again."""
+    import numpy as np
+
+    from .value_store import ValueStore
+
+    image = step.volume_image(time, stat)
+    tile_voxels = int(np.prod([a.tile if a.tiled else a.padded for a in job.plan.axes]))
+    tile_bytes, store_bytes = step.network.level_budgets(levels, image.shape, tile_voxels)
+    with ValueStore() as store:
+        levels.run(image, store, tile_bytes, store_bytes, job.source.name, out_in_memory=False)
+        ratios = levels.geometry.ratios["out"]
+        for tile in remaining:
+            progress(bar.n, bar.total)
+            letters = [a.axis for a in job.plan.axes][len(job.plan.axes) - len(ratios):]
+            region = tuple(slice(round(tile.read[a][0] * r), round(tile.read[a][1] * r)) for a, r in zip(letters, ratios))
+            out = np.empty((1, levels.geometry.channels["out"], *[r.stop - r.start for r in region]), np.float32)
+            store.read("out", region, out)
+            for output_id, (place, block) in step.predict(tile, time, stat, network_output=out).items():
+                job.outputs[output_id].write(f"{time}-{tile.index}", place, block)
+            if check is not None and step.last_output is not None:
                 check.offer(tile, step.last_output)
             bar.update()

@@ -24,9 +24,36 @@ def free_memory_bytes(devices: Sequence[str]) -> int:
     try:
         with open("/proc/meminfo") as meminfo:
             fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024
+        available = int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return 8 * 1024**3  # no /proc (not Linux): assume a modest machine
+    left = cgroup_memory_left()
+    return available if left is None else min(available, left)
+
+
+def cgroup_memory_left(proc: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """What this process's memory cgroup (v2 ``memory.max`` less ``memory.current``, or v1 ``memory.limit_in_bytes``
+    less ``memory.usage_in_bytes``) still allows; None without a limit. A container's or a batch job's limit is
+    often far below the machine's free memory, and going over it gets the process killed, not slowed."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "" and (root / path.lstrip("/") / "memory.max").exists():  # v2
+            folder, limit_file, used_file = root / path.lstrip("/"), "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):  # v1
+            folder, limit_file, used_file = root / "memory" / path.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        try:
+            limit, used = (folder / limit_file).read_text().strip(), int((folder / used_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit != "max" and int(limit) < 2**60:  # v1 says "no limit" with a huge number
+            return max(0, int(limit) - used)
+    return None
 
 
 def fits_in_memory(voxels: int, free_bytes: int) -> bool:

@@ -27,7 +27,7 @@ import math
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -63,6 +63,29 @@ class Segment:
     gvtos: tuple[int, ...]  # indices into the network's attentions, in call order
     halo: tuple[int, ...]  # per input space axis, input voxels, a multiple of the axis's step
     bytes_per_voxel: float  # tile peak per input voxel: live tensor bytes (inputs, activations, outputs), margin
+
+
+class Image(Protocol):
+    """The network input over the whole image, read by region: (B, C_in, *S)."""
+
+    shape: tuple[int, ...]
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """(B, C_in, *R) of the space ``region``."""
+
+
+@dataclass(frozen=True)
+class ArrayImage:
+    """An image in memory as an ``Image``."""
+
+    array: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        return self.array[(slice(None), slice(None), *region)]
 
 
 @dataclass(frozen=True)
@@ -217,8 +240,10 @@ class LevelByLevel:
         self.spilled: list[str] = []  # the values the last prediction kept on disk
         self.tiles: list[int] = []  # the last prediction's tiles per segment
 
-    def plan_store(self, image_shape: tuple[int, ...], store_bytes: int) -> tuple[dict[str, tuple[int, ...]], set[str]]:
-        """Shapes of the stored values (B, C, *S) on an image (B, C_in, *S_in), and those to spill to disk."""
+    def plan_store(self, image_shape: tuple[int, ...], store_bytes: int,
+                   out_in_memory: bool = True) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+        """Shapes of the stored values (B, C, *S) on an image (B, C_in, *S_in), and those to spill to disk (the
+        output "out" too, unless ``out_in_memory``: it is then held to the end, as the other values' peak allows)."""
         batch, space = image_shape[0], image_shape[2:]
         geometry, shapes, made, last = self.geometry, {}, {}, {}
         for i, segment in enumerate(geometry.segments):
@@ -229,7 +254,7 @@ class LevelByLevel:
                 made[name] = i
             for name in segment.inputs:
                 last[name] = i
-        nbytes = {n: 4 * math.prod(s) for n, s in shapes.items() if n != "out"}
+        nbytes = {n: 4 * math.prod(s) for n, s in shapes.items() if n != "out" or not out_in_memory}
         spilled = spill_plan(nbytes, {n: made[n] for n in nbytes}, {n: last.get(n, made[n]) for n in nbytes},
                              store_bytes)
         return shapes, spilled
@@ -257,10 +282,18 @@ class LevelByLevel:
                 progress: Progress = no_progress) -> np.ndarray:
         """The whole-image output on ``image`` (B, C_in, *S), S valid -> (B, C_out, *S_out): each segment in tiles
         of at most ``tile_bytes`` (modelled), stored values beyond ``store_bytes`` in a scratch store."""
+        with ValueStore() as store:
+            self.run(ArrayImage(image), store, tile_bytes, store_bytes, name, progress)
+            return store.whole("out")
+
+    def run(self, image: "Image", store: ValueStore, tile_bytes: float, store_bytes: int, name: str = "",
+            progress: Progress = no_progress, out_in_memory: bool = True) -> None:
+        """``predict`` on any ``Image``, leaving the output in ``store`` as "out" (read it before closing the
+        store; in a scratch file unless ``out_in_memory`` or it fits ``store_bytes``)."""
         space = image.shape[2:]
         axes = "zyx"[3 - len(space):]
         kept = min(len(r) for r in self.geometry.ratios.values())  # a projection drops z: it stays whole
-        shapes, spilled = self.plan_store(image.shape, store_bytes)
+        shapes, spilled = self.plan_store(image.shape, store_bytes, out_in_memory)
         self.spilled = sorted(spilled)
         plans = []
         for segment in self.geometry.segments:
@@ -280,7 +313,7 @@ class LevelByLevel:
         last = {n: i for i, s in enumerate(self.geometry.segments) for n in s.inputs}
         contexts: list[AttentionContext] = []
         bar = tqdm(total=total, desc=f"  {name} global context", unit="tile", leave=False, disable=total < 2)
-        with ValueStore() as store, bar:
+        with bar:
             for i, (segment, tiles) in enumerate(zip(self.geometry.segments, plans)):
                 for output in segment.outputs:
                     store.create(output, shapes[output], output in spilled)
@@ -300,7 +333,6 @@ class LevelByLevel:
                 for value in [n for n, at in last.items() if at == i and n != "x"]:
                     store.drop(value)
             progress(total, total)
-            return store.whole("out")
 
     def _region(self, name: str, combo: tuple[Window, ...], core: bool) -> tuple[slice, ...]:
         """The value's region of a tile (or of its core), from the input windows of its trailing axes."""
@@ -311,7 +343,7 @@ class LevelByLevel:
             region.append(slice(round(a * r), round(b * r)))
         return tuple(region)
 
-    def _tensors(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray,
+    def _tensors(self, segment: Segment, combo: tuple[Window, ...], image: "Image",
                  store: ValueStore) -> dict[str, torch.Tensor]:
         """The segment's inputs over the tile, read straight into the layout the network runs in (no second copy)."""
         device = next(self.network.network.parameters()).device
@@ -325,14 +357,14 @@ class LevelByLevel:
             else:
                 buffer = view = np.empty(shape, np.float32)
             if name == "x":
-                view[...] = image[(slice(None), slice(None), *region)]
+                view[...] = image.read(region)
             else:
                 store.read(name, region, view)
             tensor = torch.from_numpy(buffer)
             values[name] = (tensor.movedim(-1, 1) if self.channels_last else tensor).to(device)
         return values
 
-    def _collect(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray, store: ValueStore,
+    def _collect(self, segment: Segment, combo: tuple[Window, ...], image: "Image", store: ValueStore,
                  contexts: list[AttentionContext], gvto: int) -> AttentionContext:
         """GVTO ``gvto``'s K^T V and query count over the tile's core; the GVTOs before it apply ``contexts``."""
         from .global_context import _contexts
@@ -347,7 +379,7 @@ class LevelByLevel:
                 return state
         raise RuntimeError("a collecting pass ran past its GVTO")
 
-    def _run(self, segment: Segment, combo: tuple[Window, ...], image: np.ndarray, store: ValueStore,
+    def _run(self, segment: Segment, combo: tuple[Window, ...], image: "Image", store: ValueStore,
              contexts: list[AttentionContext]) -> None:
         """The segment on one tile, every GVTO applying its whole-image context; writes its outputs' cores."""
         from .global_context import _contexts

@@ -119,7 +119,8 @@ def plan_job(model_source: str, weight_format: Optional[str], device: str, allow
     outputs, output_dims = _outputs(descr, plan, source, out_dir)
     return StreamJob(str(model_source), model.weight_format, device, allow_download, global_context, source, str(tensor.id),
                      tuple(map(str, axis_ids(tensor))), letters, plan, outputs, output_dims, gvtos, model_sha256,
-                     denormalize=denormalize, keep_bytes=network.keep_bytes if network is not None else None), model
+                     denormalize=denormalize, keep_bytes=network.keep_bytes if network is not None else None,
+                     memory=memory_budget if network is not None else None), model
 
 
 def _job_json(job: StreamJob, time_points: int) -> dict[str, Any]:

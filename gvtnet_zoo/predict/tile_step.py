@@ -39,6 +39,7 @@ class StreamJob:
     model_sha256: str = ""  # the package's bytes: a package re-made at the same path is another model
     denormalize: bool = False  # --denormalize: each block mapped back with the whole volume's percentiles
     keep_bytes: Optional[int] = None  # global context: what kept pass states may take (--memory; predict/budget.py)
+    memory: Optional[int] = None  # --memory: one process's level-by-level forward within it (predict/stagewise.py)
 
 
 def read_tile(job: StreamJob, array: Any, region: dict[str, tuple[int, int]], time: int) -> np.ndarray:
@@ -139,20 +140,28 @@ class TileStep:
         self.model, self.pre, self.post = loaded.model, loaded.pre, loaded.post
         self.pipeline, self.network = loaded.pipeline, loaded.network
         if self.network is not None:  # the model is loaded once per process; the budget is the job's
-            self.network.keep_bytes = job.keep_bytes
+            self.network.keep_bytes, self.network.memory = job.keep_bytes, job.memory
         self.array = job.source.open()
         self.denormalization = denormalization(self.model.descr) if job.denormalize else None
         self.last_output: Optional[np.ndarray] = None
 
     def _preprocessed(self, tile: Tile, time: int, stat: dict[Any, Any]) -> Any:
+        return self._region(tile.read, time, stat, f"tile{tile.index}")
+
+    def _region(self, region: dict[str, tuple[int, int]], time: int, stat: dict[Any, Any], name: str) -> Any:
         from bioimageio.core import Tensor
         from bioimageio.core.sample import Sample
 
-        sample = Sample(members={self.job.input_id: Tensor.from_numpy(read_tile(self.job, self.array, tile.read, time), dims=self.job.input_dims)},
-                        stat=dict(stat), id=f"tile{tile.index}")
+        sample = Sample(members={self.job.input_id: Tensor.from_numpy(read_tile(self.job, self.array, region, time), dims=self.job.input_dims)},
+                        stat=dict(stat), id=name)
         for op in self.pre:
             op(sample)
         return sample
+
+    def volume_image(self, time: int, stat: dict[Any, Any]) -> "VolumeImage":
+        """The network's input over the whole padded volume of one time point, read and preprocessed by region
+        (the level-by-level forward's input, predict/stagewise.py)."""
+        return VolumeImage(self, time, stat)
 
     def _network_input(self, sample: Any) -> np.ndarray:
         return sample.members[self.job.input_id].transpose(self.job.input_dims).data.to_numpy().astype(np.float32)
@@ -169,21 +178,28 @@ class TileStep:
         return self.network.collect_tile(self._network_input(sample), self._core(tile), index, contexts, key)
 
     def predict(self, tile: Tile, time: int, stat: dict[Any, Any], contexts: Optional[list[Any]] = None,
-                key: Any = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
+                key: Any = None, network_output: Optional[np.ndarray] = None) -> dict[str, tuple[tuple[slice, ...], np.ndarray]]:
         """Output id -> (where in the whole output, the core block), batch axis dropped. The first output of the
-        whole tile stays in ``last_output`` (the halo check)."""
+        whole tile stays in ``last_output`` (the halo check). ``network_output``: the network's output over the
+        tile, computed already (the level-by-level forward): only the postprocessing runs."""
         from bioimageio.core import Tensor
         from bioimageio.core.sample import Sample
 
-        sample = self._preprocessed(tile, time, stat)
-        if self.network is not None:
+        if network_output is not None:
             (output_id,) = self.job.outputs
-            predicted = self.network.predict_tile(self._network_input(sample), contexts, key)
-            members = {output_id: Tensor.from_numpy(predicted, dims=self.job.output_dims[output_id])}
+            members = {output_id: Tensor.from_numpy(network_output, dims=self.job.output_dims[output_id])}
+            sample_stat, sample_id = dict(stat), f"tile{tile.index}"
         else:
-            out = run_network(self.pipeline, sample, self.model.weight_format)
-            members = {str(k): v for k, v in out.members.items()}
-        result = Sample(members=members, stat=sample.stat, id=sample.id)
+            sample = self._preprocessed(tile, time, stat)
+            sample_stat, sample_id = sample.stat, sample.id
+            if self.network is not None:
+                (output_id,) = self.job.outputs
+                predicted = self.network.predict_tile(self._network_input(sample), contexts, key)
+                members = {output_id: Tensor.from_numpy(predicted, dims=self.job.output_dims[output_id])}
+            else:
+                out = run_network(self.pipeline, sample, self.model.weight_format)
+                members = {str(k): v for k, v in out.members.items()}
+        result = Sample(members=members, stat=sample_stat, id=sample_id)
         for op in self.post:
             op(result)
         if self.denormalization is not None:  # ``stat`` holds the volume's percentiles (predict/stats.py)
@@ -200,3 +216,18 @@ class TileStep:
             place = place[1:] if dims[0] == "batch" else place
             blocks[output_id] = ((time, *place) if image.axes.startswith("t") else place, core.astype(np.float32))
         return blocks
+
+
+class VolumeImage:
+    """A streamed volume's network input (1, C_in, *padded space) as predict/stagewise.py's ``Image``."""
+
+    def __init__(self, step: TileStep, time: int, stat: dict[Any, Any]) -> None:
+        self.step, self.time, self.stat = step, time, stat
+        self.letters = [a.axis for a in step.job.plan.axes]
+        channels = step.network.level_by_level().geometry.channels["x"]
+        self.shape = (1, channels, *[a.padded for a in step.job.plan.axes])
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        sample = self.step._region({a: (r.start, r.stop) for a, r in zip(self.letters, region)}, self.time, self.stat,
+                                   "region")
+        return self.step._network_input(sample)

@@ -84,3 +84,26 @@ def test_global_context_gives_its_tile_all_of_the_budget_when_the_states_would_n
     large_states, _ = budget_plan(budget, per_voxel, SIZES, HALO, STEP, global_context=True, resident=resident,
                                   state_per_voxel=168.0)
     assert large_states == plain
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "none", "unlimited"])
+def test_a_memory_cgroups_limit_caps_the_free_memory(tmp_path: Path, version: str) -> None:
+    from gvtnet_zoo.predict.memory import cgroup_memory_left
+
+    proc = tmp_path / "cgroup"
+    root = tmp_path / "sys"
+    if version == "v2":
+        proc.write_text("0::/job/42\n")
+        (root / "job" / "42").mkdir(parents=True)
+        (root / "job" / "42" / "memory.max").write_text("3000000000\n")
+        (root / "job" / "42" / "memory.current").write_text("1000000000\n")
+    else:
+        proc.write_text("9:name=systemd:/\n4:memory:/docker/abc\n0::/\n")
+        folder = root / "memory" / "docker" / "abc"
+        folder.mkdir(parents=True)
+        limit = {"v1": "2000000000", "unlimited": str(2**63 - 4096), "none": ""}[version]
+        if limit:
+            (folder / "memory.limit_in_bytes").write_text(limit + "\n")
+        (folder / "memory.usage_in_bytes").write_text("500000000\n")
+    expected = {"v1": 1_500_000_000, "v2": 2_000_000_000, "none": None, "unlimited": None}[version]
+    assert cgroup_memory_left(proc, root) == expected
