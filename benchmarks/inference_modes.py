@@ -101,9 +101,10 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
         warm = lambda: network(layout(small.to(device)))  # noqa: E731
     else:
         context = ContextNetwork.build(spec, device=device_name)
-        exact = mode in ("global", "budget-global")
+        exact = mode in ("global", "budget-global", "budget-passes")
         if mode.startswith("budget"):  # ``tile`` is [the --memory budget in bytes]: the tile is planned here, as predict does
             tiles, context.keep_bytes = context_plan(context, tile[0], tuple(shape), exact)
+            context.memory = tile[0] if mode == "budget-global" else None  # level by level within it (stagewise.py)
         plan = [axis_windows(n, min(n, tiles.get(a, n) // s * s), h, s) for n, a, h, s in
                 zip(shape, "zyx"[3 - len(shape):], context.halo, spec.model.size_step())]
         exact = exact and any(len(w) > 1 for w in plan)  # one tile is the whole image: no passes (as run.py)
@@ -111,7 +112,11 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
         count = int(np.prod([len(w) for w in plan]))
         progress = lambda done, total: marks.append(time.perf_counter()) if done % count == 0 else None  # noqa: E731
         last: dict[str, np.ndarray] = {}  # the prediction, for the error of global context
-        run = lambda: last.update(y=context.predict(image, tiles, global_context=exact, progress=progress))  # noqa: E731
+        levels = mode != "budget-passes"  # budget-passes: the tile passes of global_context.py, for comparison
+        every: list[float] = []  # a mark per progress call: the level-by-level forward's segments
+        progress_all = lambda done, total: (every.append(time.perf_counter()), progress(done, total))  # noqa: E731
+        run = lambda: last.update(y=context.predict(image, tiles, global_context=exact, progress=progress_all,  # noqa: E731
+                                                    by_levels=levels))
         warm = lambda: context.predict(small.numpy(), {}, global_context=False)  # noqa: E731
         extra = {"tile": [tiles.get(a, n) for a, n in zip("zyx"[3 - len(shape):], shape)], "tiles": count,
                  "computed": float(np.prod([sum(t1 - t0 for _, _, t0, t1 in w) for w in plan]) / np.prod(shape))}
@@ -129,13 +134,19 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
     result = {"seconds": seconds[0], "passes": seconds, "peak_bytes": _peak_bytes(device), "before_bytes": resident_before}
-    if mode == "budget-global":  # after the peak was read: the whole forward, for the error of global context
+    if mode in ("budget-global", "budget-passes"):  # after the peak was read: the whole forward, for the error
         with torch.no_grad():
             whole = context.network(channels_last_input(torch.from_numpy(image))).numpy()
             result["error"] = float(np.abs(last["y"] - whole).max() / np.ptp(whole))
     if not mode.startswith("whole"):
         result.update(extra, pass_seconds=list(np.diff(marks[-(len(context.attentions) + 2 if exact else 2):])),
                       dropped=context.store.dropped if context.store is not None else 0)
+    if mode == "budget-global" and context.levels is not None and context.levels.tiles:
+        steps = [t * (1 + len(s.gvtos)) for t, s in zip(context.levels.tiles, context.levels.geometry.segments)]
+        bounds = np.cumsum([0, *steps])
+        result.update(pass_seconds=[every[b] - every[a] for a, b in zip(bounds, bounds[1:])],
+                      segment_tiles=context.levels.tiles, spilled=context.levels.spilled,
+                      segment_stages=[context.levels.stages[s.start].output for s in context.levels.geometry.segments])
     return result
 
 
@@ -157,28 +168,38 @@ def budget_report(args: argparse.Namespace, volume: list[int]) -> str:
     whole = {runtime: in_subprocess(model, runtime, volume, [], args.device)
              for runtime in ("whole-onnxruntime", "whole-channels-last")}
     budget = int(args.budget_share * whole["whole-onnxruntime"]["peak_bytes"])
-    tiled = {mode: in_subprocess(model, mode, volume, [budget], args.device) for mode in ("budget-tiled", "budget-global")}
+    tiled = {mode: in_subprocess(model, mode, volume, [budget], args.device)
+             for mode in ("budget-tiled", "budget-global", "budget-passes")}
     hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     lines = [f"## Whole-image results in a quarter of the memory: --memory budgets ({args.device}: {hardware}; {date.today()})",
              "", f"`python benchmarks/inference_modes.py --sizes '' --context-volume '' --budget-volume {label} "
              f"--budget-share {args.budget_share}`" + (f"; machine load: {args.load}" if args.load else ""), "",
              f"Budget: {args.budget_share} x the whole volume's onnxruntime peak = {budget / GiB:.2f} GiB; each tiled row "
              "plans its tile from it as `predict --memory` does (predict/budget.py) and runs in eager PyTorch "
-             "(channels-last), plain tiles and global context alike.", "",
+             "(channels-last). budget-global is `predict --memory`'s global context, level by level "
+             "(predict/stagewise.py: each segment of stages over the whole image in its own tiles; its tile column "
+             "gives the tiles per segment, named by its first stage); budget-passes is the same budget with the tile "
+             "passes streamed and Dask prediction run (predict/global_context.py); budget-tiled is plain tiles.", "",
              "| mode | tile (tiles; computed / image voxels) | seconds | x whole (onnxruntime) | peak (GiB, VmHWM) | "
-             "x whole's peak | seconds per pass |", "|---|---|---:|---:|---:|---:|---|"]
+             "x whole's peak | seconds per pass or segment |", "|---|---|---:|---:|---:|---:|---|"]
     reference = whole["whole-onnxruntime"]
     for mode, result in {**whole, **tiled}.items():
         tile = f"{'x'.join(map(str, result['tile']))} ({result['tiles']}; {result['computed']:.2f}x)" if "tile" in result else "whole"
+        if "segment_tiles" in result:
+            tile = "level by level: " + ", ".join(f"{s} {n}" for s, n in zip(result["segment_stages"], result["segment_tiles"]))
         passes = ", ".join(f"{p:.1f}" for p in result.get("pass_seconds", [])) or "-"
         lines.append(f"| {mode} | {tile} | {result['seconds']:.1f} | {result['seconds'] / reference['seconds']:.2f} | "
                      f"{result['peak_bytes'] / GiB:.2f} | {result['peak_bytes'] / reference['peak_bytes']:.2f} | {passes} |")
         print(lines[-1], flush=True)
-    glob = tiled["budget-global"]
-    lines += ["", f"- global context: {glob['seconds'] / reference['seconds']:.2f}x the whole's time (target <= 1.5), "
-              f"{glob['peak_bytes'] / reference['peak_bytes']:.2f}x its peak (target <= 0.25), max error "
-              f"{glob.get('error', float('nan')):.1e} of the range (target <= 1e-5); pass states that did not fit the "
-              f"budget (recomputed from the input): {glob.get('dropped', 0)}",
+    glob, passes = tiled["budget-global"], tiled["budget-passes"]
+    lines += ["", f"- global context, level by level: {glob['seconds'] / reference['seconds']:.2f}x the whole's time "
+              f"(target <= 1.5), {glob['peak_bytes'] / reference['peak_bytes']:.2f}x its peak (target <= 0.25), max "
+              f"error {glob.get('error', float('nan')):.1e} of the range (target <= 1e-5); feature maps in scratch "
+              f"files: {', '.join(glob.get('spilled', [])) or 'none'}",
+              f"- global context by tile passes under the same budget: {passes['seconds'] / reference['seconds']:.2f}x "
+              f"the whole's time, {passes['peak_bytes'] / reference['peak_bytes']:.2f}x its peak, max error "
+              f"{passes.get('error', float('nan')):.1e}; pass states that did not fit the budget (recomputed from the "
+              f"input): {passes.get('dropped', 0)}",
               f"- plain tiles under the same budget: {tiled['budget-tiled']['seconds'] / reference['seconds']:.2f}x the "
               "whole's time (target <= 1.2)"]
     return "\n".join(lines)

@@ -47,7 +47,12 @@ def render(results: Path = RESULTS) -> str:
              "and values are in the summed context), so its final pass allocates less per tile than a plain tile does. "
              "Rows before 2026-12-05 ran every pass from the input; since then (`predict/pass_reuse.py`) each pass of a "
              "tile starts where its last one stopped, and the budget rows plan their tiles from `--memory` "
-             "(`predict/budget.py`). Each section is dated: sections not re-measured keep their date and figures.",
+             "(`predict/budget.py`). Since the second 2026-12-05 measurement an image in memory runs global context "
+             "level by level (`predict/stagewise.py`: each segment of the forward over the whole image in tiles with "
+             "its own halo, the feature maps later segments read stored whole, in memory or in scratch files), which "
+             "is the budget-global row; budget-passes is the tile passes above under the same budget, as streamed and "
+             "Dask prediction ran them before. Each section is dated: sections not re-measured keep their date and "
+             "figures.",
              *carried, "",
              "## Other measurements", "",
              "Each file gives the command, machine and date of its measurement:", ""]
