@@ -20,6 +20,8 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
     tiles = job.plan.tiles()
     first = min(todo, default=0)
     levels = step.network.level_by_level() if job.global_context and step.network is not None else None
+    if levels is not None and len(tiles) > 1 and not _scratch_fits(job, step, levels, echo):
+        levels = None
     for time, remaining in todo.items():
         stat = volume_statistics(job, step.model.descr, step.array, time, echo)
         if levels is not None and len(tiles) > 1:
@@ -43,6 +45,25 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
             if time == first and step.last_output is not None:
                 check.offer(tile, step.last_output)
             bar.update()
+
+
+def _scratch_fits(job: StreamJob, step: TileStep, levels: Any, echo: Callable[[str], None]) -> bool:
+    """Whether the level-by-level forward's scratch files fit the temporary folder with a quarter of it to spare;
+    if not, says so once and the tile passes run instead (slower, no scratch files)."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    shape = step.volume_image(0, {}).shape
+    _, store_bytes = step.network.level_budgets(levels, shape, int(np.prod([a.tile for a in job.plan.axes])))
+    needed, free = levels.scratch_bytes(shape, store_bytes, out_in_memory=False), shutil.disk_usage(tempfile.gettempdir()).free
+    if needed <= 0.75 * free:
+        return True
+    echo(f"gvtnet-zoo: note: {job.source.name}: global context level by level would write {needed / 2**30:.1f} GiB of "
+         f"scratch files, more than the temporary folder {tempfile.gettempdir()} has to spare ({free / 2**30:.1f} GiB "
+         "free); running one pass over the tiles per GVTO instead (slower). Set TMPDIR to a larger disk to avoid this.")
+    return False
 
 
 def _levels_time_point(job: StreamJob, step: TileStep, levels: Any, time: int, stat: dict[Any, Any],

@@ -259,6 +259,11 @@ class LevelByLevel:
                              store_bytes)
         return shapes, spilled
 
+    def scratch_bytes(self, image_shape: tuple[int, ...], store_bytes: int, out_in_memory: bool = True) -> int:
+        """Disk the scratch files take at most on an image (B, C_in, *S): every value planned to spill."""
+        shapes, spilled = self.plan_store(image_shape, store_bytes, out_in_memory)
+        return sum(4 * math.prod(shapes[n]) for n in spilled)
+
     def budgets(self, image_shape: tuple[int, ...], memory: int, resident: int) -> tuple[float, int]:
         """(tile bytes, store bytes) within ``memory`` for the process's peak, ``resident`` held already: stored
         values in memory up to half of the rest (the largest beyond it spilled), tiles the rest of it."""

@@ -150,3 +150,35 @@ def test_live_bytes_counts_the_most_tensors_held_at_once() -> None:
     assert count.peak == 3 * mib and count.live == 3 * mib
     del b, c, view
     assert count.live == 0
+
+
+def test_streamed_global_context_without_scratch_space_runs_the_tile_passes_with_a_note(
+        packages: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    from collections import namedtuple
+
+    import tifffile
+    import zarr
+
+    from gvtnet_zoo.cli import main
+
+    image = np.random.default_rng(5).normal(size=(150, 170)).astype(np.float32) * np.linspace(0.1, 3, 170, dtype=np.float32)
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    args = ["predict", str(packages["2d"]), str(tmp_path / "img.tif"), "--device", "cpu", "--tile", "96,96",
+            "--out-format", "ome-zarr", "--out"]
+    from gvtnet_zoo.predict import memory
+
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda _devices: 4096)  # every feature map to scratch files
+    assert main([*args, str(tmp_path / "levels")]) == 0
+    assert "scratch files" not in capsys.readouterr().out
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1000, 1000, 0))
+    assert main([*args, str(tmp_path / "passes")]) == 0
+    out = capsys.readouterr().out
+    assert "scratch files" in out and "one pass over the tiles per GVTO" in out
+    read = lambda name: np.asarray(zarr.open_group(str(tmp_path / name / "img.pred.ome.zarr"), mode="r")["0"][:])  # noqa: E731
+    whole = tmp_path / "whole"
+    assert main(["predict", str(packages["2d"]), str(tmp_path / "img.tif"), "--device", "cpu", "--whole", "--out", str(whole)]) == 0
+    reference = np.squeeze(tifffile.imread(whole / "img.tif"))
+    for name in ("levels", "passes"):
+        np.testing.assert_allclose(np.squeeze(read(name)), reference, atol=1e-5 * np.ptp(reference), rtol=0)
