@@ -144,7 +144,9 @@ def measure(spec_name: str, mode: str, shape: list[int], tile: list[int], device
     if mode == "budget-global" and context.levels is not None and context.levels.tiles:
         steps = [t * (1 + len(s.gvtos)) for t, s in zip(context.levels.tiles, context.levels.geometry.segments)]
         bounds = np.cumsum([0, *steps])
+        everything = context.levels.scratch_bytes((1, 1, *shape), 0, out_in_memory=False)  # all spilled: the most
         result.update(pass_seconds=[every[b] - every[a] for a, b in zip(bounds, bounds[1:])],
+                      scratch_per_voxel=everything / float(np.prod(shape)),
                       segment_tiles=context.levels.tiles, spilled=context.levels.spilled,
                       segment_stages=[context.levels.stages[s.start].output for s in context.levels.geometry.segments])
     return result
@@ -195,7 +197,8 @@ def budget_report(args: argparse.Namespace, volume: list[int]) -> str:
     lines += ["", f"- global context, level by level: {glob['seconds'] / reference['seconds']:.2f}x the whole's time "
               f"(target <= 1.5), {glob['peak_bytes'] / reference['peak_bytes']:.2f}x its peak (target <= 0.25), max "
               f"error {glob.get('error', float('nan')):.1e} of the range (target <= 1e-5); feature maps in scratch "
-              f"files: {', '.join(glob.get('spilled', [])) or 'none'}",
+              f"files: {', '.join(glob.get('spilled', [])) or 'none'} (with every one spilled, as streamed volumes "
+              f"far beyond memory do: {glob.get('scratch_per_voxel', float('nan')):.0f} bytes of scratch files per voxel)",
               f"- global context by tile passes under the same budget: {passes['seconds'] / reference['seconds']:.2f}x "
               f"the whole's time, {passes['peak_bytes'] / reference['peak_bytes']:.2f}x its peak, max error "
               f"{passes.get('error', float('nan')):.1e}; pass states that did not fit the budget (recomputed from the "
