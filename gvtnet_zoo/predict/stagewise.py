@@ -1,20 +1,20 @@
-"""Global context level by level: a GVTNet's whole-image forward computed stage by stage, each stage over tiles.
+"""Global context level by level: a GVTNet's whole-image forward computed segment by segment, each over tiles.
 
 The tile passes of predict/global_context.py give every tile the halo of the whole network (24 voxels a side for
 the CARE GVTNet) and run the encoder again for every GVTO. Here the forward's stages (predict/pass_reuse.py) are
-grouped into *segments* that end before each stage holding a GVTO; each segment runs over the whole image in
-tiles whose halo is the receptive-field radius of that segment's convolutions alone (12 for the CARE GVTNet's
-encoder, 8 for its last decoder level, 4 at the bottom), and writes the values later segments read (the encoder
-outputs the decoder merges, the next GVTO's input) over the whole image into a ``ValueStore``. A segment whose
-first stage holds a GVTO first sums that GVTO's keys and values over the tile cores of its input (a short pass:
-nothing runs past the GVTO), then runs. So every convolution runs about once per voxel (plus its own halo), the
-encoder once, and each GVTO sees the whole image, as in one forward.
+grouped into segments (predict/stage_geometry.py: cut before each stage holding a GVTO and where the values
+crossing the cut are stored anyway); each segment runs over the whole image in tiles whose halo is the reach of
+that segment's convolutions alone (for the CARE GVTNet 4 or 8 voxels, 0 for the bottom GVTO), and writes the
+values later segments read (the encoder outputs the decoder merges, the next GVTO's input) over the whole image
+into a ``ValueStore``. A segment starting with a GVTO first sums that GVTO's keys and values over the tile cores
+of its input (nothing runs past the GVTO), then runs. So every convolution runs about once per voxel (plus its
+own halo), the encoder once, and each GVTO sees the whole image, as in one forward.
 
-Memory: one segment's tile, plus the stored values live at that point. Those beyond ``store_bytes`` go to a
-scratch zarr store (predict/value_store.py), largest first: for the CARE GVTNet on 64x288x288 the first level's
-skip (32 channels at full size, 680 MB) is spilled under a quarter of ``--whole``'s memory and read back once.
-Tile lengths come from a byte budget per segment (predict/budget.py's peak model on the segment's own layers):
-a segment at a quarter of the resolution takes tiles 64 times larger for the same memory.
+Memory: one segment's tile, plus the stored values live at that point. Those beyond ``store_bytes`` go to
+scratch files (predict/value_store.py), largest first: for the CARE GVTNet on 64x288x288 the first level's skip
+(32 channels at full size, 680 MB) is spilled under a quarter of ``--whole``'s memory and read back twice. Each
+segment's tile is the largest whose measured peak per voxel (stage_geometry.py) fits ``tile_bytes``: a segment
+at a quarter of the resolution takes tiles far larger for the same memory.
 
 Exactness is that of the tile passes: cores partition the image on the down-sampling grid, tiles start on it,
 and each core voxel of each segment sees what it sees in the whole image.
@@ -24,45 +24,22 @@ from __future__ import annotations
 
 import itertools
 import math
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..models.halo import _LAYERS
 from ..models.layout import channels_last_input, prefers_channels_last
 from ..nn.attention import AttentionContext, ContextCollected
-from ..nn.layers import as_tuple
 from ..progress import Progress, no_progress
 from .budget import human, tile_for_budget
-from .live_bytes import LiveBytes
 from .pass_reuse import Stage
 from .plan import Window, axis_windows
+from .stage_geometry import Segment, probe_geometry, run_stages
 from .value_store import ValueStore
-
-
-# measured peaks over counted ones, per segment (VmHWM over LiveBytes' peak plus what was resident before; see
-# predict/live_bytes.py): allocator slack and numpy's copies, which the count does not see
-SEGMENT_PEAK_MARGIN = 1.1
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Stages [start, stop): the values it reads from before it, those it makes for later, its GVTOs and halo."""
-
-    start: int
-    stop: int
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    gvtos: tuple[int, ...]  # indices into the network's attentions, in call order
-    halo: tuple[int, ...]  # per input space axis, input voxels, a multiple of the axis's step
-    bytes_per_voxel: float  # tile peak per input voxel: live tensor bytes (inputs, activations, outputs), margin
 
 
 class Image(Protocol):
@@ -86,127 +63,6 @@ class ArrayImage:
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
         return self.array[(slice(None), slice(None), *region)]
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What the level-by-level forward needs to know of a network, from one probe forward."""
-
-    segments: list[Segment]
-    ratios: dict[str, tuple[float, ...]]  # per value: its size over the input's, per its (trailing) space axes
-    channels: dict[str, int]
-    full_bytes_per_voxel: float  # the same model for the whole network at once
-
-
-def probe_geometry(stages: list[Stage], attentions: list[nn.Module], in_channels: int, step: list[int],
-                   layout: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> Geometry:
-    """Per stage: receptive-field radius (as models/halo.py counts it) and the GVTOs it calls, from a forward of
-    zeros through ``stages``; segments cut before every stage that calls a GVTO (and where ``_stored_anyway``);
-    per segment, the peak of its live tensor bytes (predict/live_bytes.py) with ``layout`` on its inputs."""
-    size = [4 * s for s in step]
-    current, radius = 0, [[0.0] * len(size) for _ in stages]
-    called: list[list[int]] = [[] for _ in stages]
-    index = {id(a): i for i, a in enumerate(attentions)}
-
-    def widen(module: nn.Module, inputs: Any, _output: Any) -> None:
-        shape = inputs[0].shape[2:]
-        pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
-        first = len(size) - len(shape)
-        for axis, (k, d, n) in enumerate(zip(as_tuple(module.kernel_size, len(shape)),
-                                             as_tuple(getattr(module, "dilation", 1), len(shape)), shape), start=first):
-            radius[current][axis] += ((k - 1) if pooling else (k - 1) // 2 * d) * size[axis] / n
-
-    def attend(module: nn.Module, _inputs: Any, _output: Any) -> None:
-        called[current].append(index[id(module)])
-
-    layers = {m for stage in stages for m in _modules_of(stage) if isinstance(m, _LAYERS)}
-    hooks = [m.register_forward_hook(widen) for m in layers] + [m.register_forward_hook(attend) for m in attentions]
-    values: dict[str, torch.Tensor] = {"x": layout(torch.zeros(1, in_channels, *size))}
-    try:
-        with torch.no_grad():
-            for current, stage in enumerate(stages):  # noqa: B007 (the hooks read it)
-                values[stage.output] = stage.run(*[values[n] for n in stage.inputs])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    voxels = math.prod(size)
-    ratios = {n: tuple(v.shape[2 + j] / size[len(size) - v.dim() + 2 + j] for j in range(v.dim() - 2))
-              for n, v in values.items()}
-    channels = {n: int(v.shape[1]) for n, v in values.items()}
-    last_use = {n: s for s, stage in enumerate(stages) for n in stage.inputs}
-    cuts = [0, *[s for s in range(1, len(stages)) if called[s] or _stored_anyway(stages, last_use, s)], len(stages)]
-    segments = []
-    for start, stop in zip(cuts, cuts[1:]):
-        made = [stages[s].output for s in range(start, stop)]
-        inputs = tuple(dict.fromkeys(n for s in range(start, stop) for n in stages[s].inputs if n not in made))
-        outputs = tuple(n for n in made if n == "out" or last_use.get(n, -1) >= stop)
-        reach = [sum(radius[s][a] for s in range(start, stop)) for a in range(len(size))]
-        halo = tuple(math.ceil(r / s - 1e-9) * s for r, s in zip(reach, step))
-        segment = Segment(start, stop, inputs, outputs, tuple(g for s in range(start, stop) for g in called[s]), halo, 0.0)
-        peak = _peak_bytes(stages, segment, {n: layout(values[n].clone()) for n in inputs})
-        segments.append(dataclasses.replace(segment, bytes_per_voxel=SEGMENT_PEAK_MARGIN * peak / voxels))
-    whole = Segment(0, len(stages), ("x",), ("out",), (), (0,) * len(size), 0.0)
-    full = _peak_bytes(stages, whole, {"x": values["x"]})
-    return Geometry(segments, ratios, channels, SEGMENT_PEAK_MARGIN * full / voxels)
-
-
-def _peak_bytes(stages: list[Stage], segment: Segment, inputs: dict[str, torch.Tensor]) -> int:
-    """The most tensor bytes live at once while ``run_stages`` runs the segment on ``inputs`` (counted with them),
-    plus the largest input of any of its convolutions once more: oneDNN copies a convolution's input into its own
-    layout where it needs to, outside PyTorch's tensors (a segment reading a full-size value to down-sample it
-    peaked 15-22% above the count without it)."""
-    count, largest = LiveBytes(), 0
-
-    def conv_input(_module: nn.Module, args: Any) -> None:
-        nonlocal largest
-        largest = max(largest, args[0].element_size() * args[0].nelement())
-
-    hooks = [m.register_forward_pre_hook(conv_input) for s in range(segment.start, segment.stop)
-             for m in _modules_of(stages[s]) if isinstance(m, _LAYERS)]
-    count.hold(sum(v.element_size() * v.nelement() for v in inputs.values()))
-    try:
-        with torch.no_grad(), count:
-            run_stages(stages, segment, inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return count.peak + largest
-
-
-def run_stages(stages: list[Stage], segment: Segment, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Runs the segment's stages on ``values`` (its inputs, taken over), freeing each value once no later stage of
-    the segment reads it; returns its outputs."""
-    keep = set(segment.outputs)
-    last = {n: s for s in range(segment.start, segment.stop) for n in stages[s].inputs}
-    for s in range(segment.start, segment.stop):
-        stage = stages[s]
-        values[stage.output] = stage.run(*[values[n] for n in stage.inputs])
-        for n in stage.inputs:
-            if last[n] == s and n not in keep:
-                values.pop(n, None)
-    return {n: values[n] for n in segment.outputs}
-
-
-def _stored_anyway(stages: list[Stage], last_use: dict[str, int], s: int) -> bool:
-    """Whether every value live before stage ``s`` (the input aside) is also read after it, so must be stored
-    anyway: a cut there stores nothing more, and the stages on either side get their own (smaller) halos."""
-    live = {n for stage in stages[:s] for n in [stage.output] if last_use.get(n, -1) >= s}
-    return bool(live) and all(last_use[n] > s for n in live)
-
-
-def _modules_of(stage: Stage) -> list[nn.Module]:
-    """The modules a stage calls: its module's, or those its closure holds (a lambda over network parts)."""
-    run = stage.run
-    if isinstance(run, nn.Module):
-        return list(run.modules())
-    owner = getattr(run, "__self__", None)  # a bound method (GVTNet._mean)
-    if isinstance(owner, nn.Module):
-        return list(owner.modules())
-    found: list[nn.Module] = []
-    for cell in getattr(run, "__closure__", None) or ():
-        if isinstance(cell.cell_contents, nn.Module):
-            found.extend(cell.cell_contents.modules())
-    return found
 
 
 def spill_plan(sizes: dict[str, int], made: dict[str, int], last: dict[str, int], budget: int) -> set[str]:
@@ -395,11 +251,6 @@ class LevelByLevel:
             tile, core = self._region(name, combo, core=False), self._region(name, combo, core=True)
             inner = tuple(slice(c.start - t.start, c.stop - t.start) for c, t in zip(core, tile))
             store.write(name, core, values[name][(slice(None), slice(None), *inner)].cpu().numpy())
-
-
-def tile_bytes_of(geometry: Geometry, tile_voxels: int) -> float:
-    """The modelled peak of a whole-network tile of ``tile_voxels``: what each segment's tile may take instead."""
-    return geometry.full_bytes_per_voxel * tile_voxels
 
 
 def free_store_bytes(device: torch.device) -> int:
