@@ -164,12 +164,13 @@ def main() -> None:
             volumes["float32"] = work / f"f{'x'.join(map(str, shape))}.ome.zarr"
             write_volume(volumes["float32"], shape, dtype="float32")
         voxels = int(np.prod(shape))
+        # a gvtnet-zoo GVTNet's tiles run with global context by default: the plain-tile rows ask for plain tiles
         configurations = {name: flags for name, flags, run in [
-            ("tiles, 1 process", [], "tiles"), ("global context, 1 process", ["--global-context"], "global"),
-            ("float32, zero background: tiles, 1 process", ["--float32"], "float32")] if run in runs}
+            ("tiles, 1 process", ["--plain-tiles"], "tiles"), ("global context, 1 process", ["--global-context"], "global"),
+            ("float32, zero background: tiles, 1 process", ["--float32", "--plain-tiles"], "float32")] if run in runs}
         if shape == sizes[-1] and "executors" in runs:  # executors compared on the most tiles, all on TorchScript
             # (threads: PyTorch keeps to OMP_NUM_THREADS and the Dask workers' one thread; onnxruntime would not)
-            torchscript = ["--weight-format", "torchscript"]
+            torchscript = ["--weight-format", "torchscript", "--plain-tiles"]
             configurations.update({"TorchScript, 1 process, 1 thread": ["--threads1", *torchscript],
                                    "TorchScript, 1 process, 2 threads": torchscript,
                                    "TorchScript, Dask 1 worker": ["--dask-workers", "1", *torchscript],
