@@ -187,8 +187,9 @@ class ContextNetwork:
         tiles = list(itertools.product(*windows))
         passes = len(self.attentions) if global_context else 0
         levels = self.level_by_level() if by_levels and passes and len(tiles) > 1 else None
-        if levels is not None:
-            return self._predict_by_levels(levels, image, tiles, name, progress)
+        budgets = self._level_budgets_here(levels, image.shape, tiles, name) if levels is not None else None
+        if levels is not None and budgets is not None:
+            return levels.predict(image, *budgets, name, progress)
         if passes:
             self._store().forget_all()  # (keys are this call's tile numbers)
         try:
@@ -205,12 +206,18 @@ class ContextNetwork:
             self.levels = level_by_level(self)
         return self.levels or None
 
-    def _predict_by_levels(self, levels: "LevelByLevel", image: np.ndarray, tiles: list[tuple[Window, ...]], name: str,
-                           progress: Progress) -> np.ndarray:
-        """predict/stagewise.py's forward: within ``memory`` if given, else with segment tiles of the memory the
-        planned tiles would take and stored values in memory up to ``keep_bytes`` (else a quarter of free memory)."""
-        tile_bytes, store_bytes = self.level_budgets(levels, image.shape, int(np.prod([t1 - t0 for _, _, t0, t1 in tiles[0]])))
-        return levels.predict(image, tile_bytes, store_bytes, name, progress)
+    def _level_budgets_here(self, levels: "LevelByLevel", shape: tuple[int, ...], tiles: list[tuple[Window, ...]],
+                            name: str) -> Optional[tuple[float, int]]:
+        """``level_budgets`` for an image of ``shape`` planned in ``tiles``, or None (with a note) where the scratch
+        files would not fit the temporary folder: the tile passes run instead."""
+        from .stagewise import scratch_shortfall
+
+        budgets = self.level_budgets(levels, shape, int(np.prod([t1 - t0 for _, _, t0, t1 in tiles[0]])))
+        note = scratch_shortfall(levels, shape, budgets[1], name or "image")
+        if note is not None:
+            tqdm.write(note)
+            return None
+        return budgets
 
     def level_budgets(self, levels: "LevelByLevel", image_shape: tuple[int, ...], tile_voxels: int) -> tuple[float, int]:
         """(tile bytes, store bytes) of the level-by-level forward: within ``memory`` if given, else the memory a

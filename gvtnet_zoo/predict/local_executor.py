@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+import numpy as np
 from tqdm import tqdm
 
 from ..progress import Progress, no_progress
@@ -20,7 +21,7 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
     tiles = job.plan.tiles()
     first = min(todo, default=0)
     levels = step.network.level_by_level() if job.global_context and step.network is not None else None
-    if levels is not None and len(tiles) > 1 and not _scratch_fits(job, step, levels, echo):
+    if levels is not None and len(tiles) > 1 and not _scratch_fits(job, step, levels, bar, echo):
         levels = None
     for time, remaining in todo.items():
         stat = volume_statistics(job, step.model.descr, step.array, time, echo)
@@ -47,22 +48,19 @@ def run_local(job: StreamJob, step: TileStep, todo: dict[int, list[Any]], bar: t
             bar.update()
 
 
-def _scratch_fits(job: StreamJob, step: TileStep, levels: Any, echo: Callable[[str], None]) -> bool:
-    """Whether the level-by-level forward's scratch files fit the temporary folder with a quarter of it to spare;
-    if not, says so once and the tile passes run instead (slower, no scratch files)."""
-    import shutil
-    import tempfile
-
-    import numpy as np
+def _scratch_fits(job: StreamJob, step: TileStep, levels: Any, bar: tqdm, echo: Callable[[str], None]) -> bool:
+    """Whether the level-by-level forward's scratch files fit the temporary folder; if not, says so once (on its
+    own line, not the progress bar's) and the tile passes run instead."""
+    from .stagewise import scratch_shortfall
 
     shape = step.volume_image(0, {}).shape
     _, store_bytes = step.network.level_budgets(levels, shape, int(np.prod([a.tile for a in job.plan.axes])))
-    needed, free = levels.scratch_bytes(shape, store_bytes, out_in_memory=False), shutil.disk_usage(tempfile.gettempdir()).free
-    if needed <= 0.75 * free:
+    note = scratch_shortfall(levels, shape, store_bytes, job.source.name, out_in_memory=False)
+    if note is None:
         return True
-    echo(f"gvtnet-zoo: note: {job.source.name}: global context level by level would write {needed / 2**30:.1f} GiB of "
-         f"scratch files, more than the temporary folder {tempfile.gettempdir()} has to spare ({free / 2**30:.1f} GiB "
-         "free); running one pass over the tiles per GVTO instead (slower). Set TMPDIR to a larger disk to avoid this.")
+    bar.clear()
+    echo(note)
+    bar.refresh()
     return False
 
 
@@ -71,8 +69,6 @@ def _levels_time_point(job: StreamJob, step: TileStep, levels: Any, time: int, s
     """Global context level by level (predict/stagewise.py): the network's output over the whole padded volume
     into scratch files (within ``--memory``, else the plan's tile memory), then each remaining tile postprocessed
     and written from it. Not resumable within a time point: an interrupted one is computed again."""
-    import numpy as np
-
     from .value_store import ValueStore
 
     image = step.volume_image(time, stat)

@@ -108,16 +108,18 @@ def probe_geometry(stages: list[Stage], attentions: list[nn.Module], in_channels
 
 def _peak_bytes(stages: list[Stage], segment: Segment, inputs: dict[str, torch.Tensor]) -> int:
     """The most tensor bytes live at once while ``run_stages`` runs the segment on ``inputs`` (counted with them),
-    plus the largest input of any of its convolutions once more: oneDNN copies a convolution's input into its own
-    layout where it needs to, outside PyTorch's tensors (a segment reading a full-size value to down-sample it
-    peaked 15-22% above the count without it)."""
+    plus the largest input or output of any of its convolutions once more: oneDNN copies a convolution's input
+    or output into its own layout where it needs to, outside PyTorch's tensors (a segment reading a full-size
+    value to down-sample it peaked 15-22% above the count without the input; a decoder level's transposed
+    convolution, whose output is 2^d times its input, twice the count without the output)."""
     count, largest = LiveBytes(), 0
 
-    def conv_input(_module: nn.Module, args: Any) -> None:
+    def conv_tensors(_module: nn.Module, args: Any, output: Any) -> None:
         nonlocal largest
-        largest = max(largest, args[0].element_size() * args[0].nelement())
+        for tensor in (args[0], output):
+            largest = max(largest, tensor.element_size() * tensor.nelement())
 
-    hooks = [m.register_forward_pre_hook(conv_input) for s in range(segment.start, segment.stop)
+    hooks = [m.register_forward_hook(conv_tensors) for s in range(segment.start, segment.stop)
              for m in _modules_of(stages[s]) if isinstance(m, _LAYERS)]
     count.hold(sum(v.element_size() * v.nelement() for v in inputs.values()))
     try:

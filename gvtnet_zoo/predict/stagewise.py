@@ -42,6 +42,12 @@ from .stage_geometry import Segment, probe_geometry, run_stages
 from .value_store import ValueStore
 
 
+# kept out of the tiles' share of a --memory budget: buffers no tensor count sees (oneDNN's scratch, the reads'
+# and writes' row buffers, allocator arenas). Without it a hostile review measured narrow networks (4-8 channels,
+# one thread) peaking at 1.02-1.24x budgets of 0.6-1 GiB; the full-width CARE GVTNet stayed at 0.78x of 1.35 GiB
+TILE_RESERVE = 128 * 2**20
+
+
 class Image(Protocol):
     """The network input over the whole image, read by region: (B, C_in, *S)."""
 
@@ -129,7 +135,11 @@ class LevelByLevel:
                             "PyTorch, the model and the image); give more memory")
         shapes, spilled = self.plan_store(image_shape, available // 2)
         kept = {n: 4 * math.prod(s) for n, s in shapes.items() if n not in spilled}
-        return available - self._peak(kept), available // 2
+        tiles = available - self._peak(kept) - TILE_RESERVE
+        if tiles <= 0:
+            raise UserError(f"--memory {human(memory)} leaves nothing for tiles beside what this process holds "
+                            f"({human(resident)}) and the feature maps kept in memory; give more memory")
+        return tiles, available // 2
 
     def _peak(self, nbytes: dict[str, int]) -> int:
         """The most of ``nbytes``'s values live at once over the segments (made .. last read)."""
@@ -251,6 +261,23 @@ class LevelByLevel:
             tile, core = self._region(name, combo, core=False), self._region(name, combo, core=True)
             inner = tuple(slice(c.start - t.start, c.stop - t.start) for c, t in zip(core, tile))
             store.write(name, core, values[name][(slice(None), slice(None), *inner)].cpu().numpy())
+
+
+def scratch_shortfall(levels: LevelByLevel, image_shape: tuple[int, ...], store_bytes: int, name: str,
+                      out_in_memory: bool = True) -> Optional[str]:
+    """A note when the scratch files would not fit the temporary folder with a quarter of it to spare (the tile
+    passes then run instead: slower, no scratch files); None when they fit."""
+    import shutil
+    import tempfile
+
+    needed = levels.scratch_bytes(image_shape, store_bytes, out_in_memory)
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if needed <= 0.75 * free:
+        return None
+    return (f"gvtnet-zoo: note: {name}: global context level by level would write {human(needed)} of scratch files, "
+            f"more than the temporary folder {folder} has to spare ({human(free)} free); running one pass over the "
+            "tiles per GVTO instead (slower). Set TMPDIR to a larger disk to avoid this.")
 
 
 def free_store_bytes(device: torch.device) -> int:

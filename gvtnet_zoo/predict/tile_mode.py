@@ -84,15 +84,17 @@ def plain_tiles_warning(name: str, rule: TileRule) -> Optional[str]:
 
 def many_tiles_hint(name: str, tiles: int, voxels: int, devices: list[str], gvtos: int) -> Optional[str]:
     """One line when an image that fits whole (auto mode's limit, and the machine's memory) is cut into more than
-    MANY_TILES tiles: each tile re-reads its halos, and global context passes over them once per GVTO more."""
+    MANY_TILES tiles: each tile re-reads its halos, and global context runs more than one forward's work."""
     if tiles <= MANY_TILES:
         return None
     limit = memory.free_memory_bytes(devices) // 2 // memory.BYTES_PER_VOXEL
     if voxels > limit or not memory.fits_in_memory(voxels, memory.free_memory_bytes(["cpu"])):
         return None
-    passes = f"global context runs {gvtos + 1} passes over them" if gvtos else "each re-reads its halos"
-    return (f"note: {name}: {tiles} tiles for {voxels:,} voxels ({passes}); the image fits whole, so --whole "
-            "would be faster")
+    if gvtos:  # level by level (one process) or one pass per GVTO (Dask): either way more than one forward
+        return (f"note: {name}: {tiles} tiles planned for {voxels:,} voxels; the image fits whole, so --whole "
+                "would be faster than global context over tiles")
+    return (f"note: {name}: {tiles} tiles for {voxels:,} voxels (each re-reads its halos); the image fits whole, so "
+            "--whole would be faster")
 
 
 def say_once(echo: Callable[[str], None]) -> Callable[[str], None]:

@@ -2,36 +2,37 @@
 
 predict/stagewise.py stores each value a later segment reads (encoder outputs the decoder merges, a GVTO's
 input) over the whole image. Those that do not fit the memory it is given go to one raw float32 file each, in
-C order, in a scratch folder (the system's temporary folder, or ``TMPDIR``), written tile by tile and read back
-with halos as spans of whole rows; the folder is removed when the forward ends, whatever way it
-ends. Reads and writes go through the page cache, so spilled values do not count in the process's resident
-memory (a memory map would: its touched pages are resident). Raw files rather than zarr: writing and reading
-back a 680 MB value in 9 tiles took 1.0 s and 0.8 s, against 5.7 s and 2.2 s for an uncompressed zarr array
-(2 cores, 2026-12-05, ``benchmarks/inference_modes.py``'s CARE volume; the store needs no format, chunks or
-metadata, as it never outlives the process).
+C order, in the system's temporary folder (``TMPDIR``), written tile by tile and read back with halos as spans
+of whole rows. The files are anonymous (``tempfile.TemporaryFile``: unlinked as soon as they are made where the
+system allows, removed on close elsewhere), so nothing outlives the process however it ends, a kill or an
+out-of-memory death included. Reads and writes go through the page cache, so spilled values do not count in the
+process's resident memory (a memory map would: its touched pages are resident). Raw files rather than zarr:
+writing and reading back a 680 MB value in 9 tiles took 1.0 s and 0.8 s, against 5.7 s and 2.2 s for an
+uncompressed zarr array (2 cores, 2026-12-05; the store needs no format, chunks or metadata, as it never
+outlives the process). A full disk is one line naming the folder and ``TMPDIR``.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import shutil
 import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Optional
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
+
+from ..errors import UserError
 
 Region = tuple[slice, ...]  # over a value's space axes
 
 
 class ScratchArray:
-    """A float32 array (B, C, *S) in a raw file: regions read and written as spans of whole rows (last axis)."""
+    """A float32 array (B, C, *S) in an anonymous file: regions read and written as spans of whole rows."""
 
-    def __init__(self, path: Path, shape: Sequence[int]) -> None:
-        self.shape, self.path = tuple(shape), path
-        self.file = open(path, "x+b", buffering=0)  # seek and readinto/write: portable, no buffer between
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(shape)
+        self.file = tempfile.TemporaryFile(prefix="gvtnet-zoo-scratch-", buffering=0)  # seek, readinto, write
         self.file.truncate(4 * math.prod(self.shape))  # a sparse file of zeros
         self.strides = [4 * math.prod(self.shape[i + 1:]) for i in range(len(self.shape))]
 
@@ -69,9 +70,8 @@ class ScratchArray:
             self.file.write(rows)
 
     def close(self) -> None:
-        """Closes and removes the file."""
+        """Closes (and so removes) the file."""
         self.file.close()
-        self.path.unlink(missing_ok=True)
 
 
 class ValueStore:
@@ -80,8 +80,6 @@ class ValueStore:
     def __init__(self) -> None:
         self._memory: dict[str, np.ndarray] = {}
         self._disk: dict[str, ScratchArray] = {}
-        self._folder: Optional[Path] = None
-        self._files = 0
 
     def __enter__(self) -> "ValueStore":
         return self
@@ -99,24 +97,21 @@ class ValueStore:
         if not spill:
             self._memory[name] = np.zeros(tuple(shape), np.float32)
             return
-        if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="gvtnet-zoo-scratch-"))
-        self._files += 1
-        self._disk[name] = ScratchArray(self._folder / f"{self._files}.f32", shape)
+        self._disk[name] = _disk_errors(lambda: ScratchArray(shape))
 
     def write(self, name: str, region: Region, block: np.ndarray) -> None:
         """``block`` (B, C, *R) into the value's space ``region``."""
         if name in self._memory:
             self._memory[name][(slice(None), slice(None), *region)] = block
         else:
-            self._disk[name].write(region, block)
+            _disk_errors(lambda: self._disk[name].write(region, block))
 
     def read(self, name: str, region: Region, out: np.ndarray) -> None:
         """The value's space ``region`` into ``out`` (B, C, *R), which may be any strided view (a layout's)."""
         if name in self._memory:
             out[...] = self._memory[name][(slice(None), slice(None), *region)]
         else:
-            self._disk[name].read(region, out)
+            _disk_errors(lambda: self._disk[name].read(region, out))
 
     def whole(self, name: str) -> np.ndarray:
         """The value over the whole image (for the final output, which is always in memory)."""
@@ -130,9 +125,18 @@ class ValueStore:
             array.close()
 
     def close(self) -> None:
-        """Drop every value and remove the scratch folder."""
+        """Drop every value (their files go with them)."""
         for name in list(self._memory) + list(self._disk):
             self.drop(name)
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+
+
+T = TypeVar("T")
+
+
+def _disk_errors(action: Callable[[], T]) -> T:
+    """``action()``, with a failure of the scratch files (a full disk, say) as one line that names their folder."""
+    try:
+        return action()
+    except OSError as error:
+        raise UserError(f"scratch files of global context in {tempfile.gettempdir()}: {error.strerror or error}; "
+                        "set TMPDIR to a folder with more space, or give --memory more so fewer maps go to disk") from None

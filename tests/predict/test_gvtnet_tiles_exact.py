@@ -147,7 +147,8 @@ def test_many_tiles_for_an_image_that_fits_whole_get_a_hint(packages: dict[str, 
                  "cpu", "--tile", TILE]) == 0
     out = capsys.readouterr().out
     hints = [line for line in out.splitlines() if "--whole would be faster" in line]
-    assert len(hints) == 1 and "20 tiles for 25,500 voxels" in hints[0] and "2 passes" in hints[0]  # once per run
+    assert len(hints) == 1 and "20 tiles planned for 25,500 voxels" in hints[0]  # once per run
+    assert "than global context over tiles" in hints[0]
     for flags in (["--whole"], ["--tile", "150,128"]):  # 2 tiles: no hint
         _predict(packages["2d"], image, tmp_path / flags[-1].replace(",", "-"), *flags)
         assert "--whole would be faster" not in capsys.readouterr().out

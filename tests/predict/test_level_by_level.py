@@ -4,6 +4,7 @@ and store budgets; the encoder runs once; scratch files never outlive the predic
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,24 +92,52 @@ def test_the_encoder_runs_once_per_tile_of_its_segment_and_each_segment_has_its_
     assert max(halos) < max(context.halo) and min(halos) == 0  # no segment pays the whole network's halo
 
 
-def test_scratch_files_are_removed_after_a_prediction_and_after_a_cancel(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def _open_in(folder: Path) -> int:
+    """This process's open files in ``folder`` (deleted ones included: /proc names them by their old path)."""
+    found = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            found += str(Path(str(folder)).resolve()) in os.readlink(fd)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="lists open files through /proc")
+def test_scratch_files_are_anonymous_and_closed_after_a_prediction_and_after_a_cancel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     context, levels = _network("care")
     image, tile_bytes, _ = _case("care", 1)
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
     def watch(done: int, total: int) -> None:
-        seen.append(len(list(tmp_path.glob("gvtnet-zoo-scratch-*/*.f32"))))
+        seen.append((_open_in(tmp_path), len(list(tmp_path.iterdir()))))
 
     levels.predict(image, tile_bytes, 0, progress=watch)
-    assert max(seen) > 0 and not list(tmp_path.iterdir())
+    # open while in use, but never a name in the folder: a killed process leaves nothing behind
+    assert max(n for n, _ in seen) > 0 and max(listed for _, listed in seen) == 0
+    assert _open_in(tmp_path) == 0
     cancel = CancellableProgress(lambda done, total: cancel.cancel() if done == 3 else None)
     with pytest.raises(Cancelled):
         levels.predict(image, tile_bytes, 0, progress=cancel)
-    assert not list(tmp_path.iterdir())
+    assert _open_in(tmp_path) == 0 and not list(tmp_path.iterdir())
+
+
+def test_a_full_scratch_disk_is_one_line_naming_tmpdir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gvtnet_zoo.errors import UserError
+    from gvtnet_zoo.predict import value_store
+
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(value_store.ScratchArray, "write", full)
+    context, levels = _network("care")
+    image, tile_bytes, _ = _case("care", 1)
+    with pytest.raises(UserError, match="No space left on device; set TMPDIR"):
+        levels.predict(image, tile_bytes, 0)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -116,7 +145,7 @@ def test_scratch_arrays_read_back_what_was_written_into_any_view(tmp_path: Path,
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)), *rng.integers(3, 12, size=int(rng.integers(2, 4))))
     reference = np.zeros(shape, np.float32)
-    array = ScratchArray(tmp_path / "v.f32", shape)
+    array = ScratchArray(shape)
     for _ in range(6):  # regions written in any order, partly over each other
         region = tuple(slice(int(a), int(rng.integers(a + 1, n + 1))) for n in shape[2:] for a in [rng.integers(0, n)])
         block = rng.normal(size=(*shape[:2], *[r.stop - r.start for r in region])).astype(np.float32)
@@ -128,7 +157,6 @@ def test_scratch_arrays_read_back_what_was_written_into_any_view(tmp_path: Path,
     array.read(region, np.moveaxis(buffer, -1, 1))  # a channels-last view
     np.testing.assert_array_equal(np.moveaxis(buffer, -1, 1), expected)
     array.close()
-    assert not (tmp_path / "v.f32").exists()
     with ValueStore() as store:
         store.create("a", shape, spill=False)
         store.write("a", region, expected)
@@ -182,3 +210,25 @@ def test_streamed_global_context_without_scratch_space_runs_the_tile_passes_with
     reference = np.squeeze(tifffile.imread(whole / "img.tif"))
     for name in ("levels", "passes"):
         np.testing.assert_allclose(np.squeeze(read(name)), reference, atol=1e-5 * np.ptp(reference), rtol=0)
+
+
+def test_in_memory_without_scratch_space_runs_the_tile_passes_with_a_note(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    from collections import namedtuple
+
+    context, _ = _network("care")
+    image = np.random.default_rng(2).normal(size=(1, 1, 16, 2 * context.halo[1] + 40, 2 * context.halo[2] + 44))
+    image = (image * np.linspace(0.1, 4.0, image.shape[-1])).astype(np.float32)
+    with torch.no_grad():
+        whole = context.network(torch.from_numpy(image)).numpy()
+    context.keep_bytes = 0  # every feature map would go to a scratch file
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: namedtuple("usage", "total used free")(1000, 1000, 0))
+    tile = {a: 2 * context.halo[1] + 8 for a in "yx"}  # several tiles along y and x
+    try:
+        predicted = context.predict(image, tile)
+    finally:
+        context.keep_bytes = None
+    out = capsys.readouterr().out
+    assert "scratch files" in out and "one pass over the tiles per GVTO" in out and "0 KiB free" in out
+    np.testing.assert_allclose(predicted, whole, atol=1e-5 * np.ptp(whole), rtol=0)
