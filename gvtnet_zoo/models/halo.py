@@ -32,17 +32,24 @@ def receptive_field_radius(model: nn.Module, input_shape: Sequence[int]) -> list
     radius = [0.0] * len(spatial)
 
     def widen(module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
-        size = inputs[0].shape[2:]
-        kernel = as_tuple(module.kernel_size, len(size))
-        dilation = as_tuple(getattr(module, "dilation", 1), len(size))
-        pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
-        first = len(spatial) - len(size)  # a 2D layer after a 3D->2D projection acts on the last two axes
-        for axis, (k, d, s) in enumerate(zip(kernel, dilation, size), start=first):
-            reach = (k - 1) if pooling else (k - 1) // 2 * d
-            radius[axis] += reach * spatial[axis] / s
+        for axis, reach in enumerate(layer_reach(module, inputs[0].shape[2:], spatial)):
+            radius[axis] += reach
 
     probe(model, input_shape, [(m, widen) for m in model.modules() if isinstance(m, _LAYERS)])
     return radius
+
+
+def layer_reach(module: nn.Module, size: Sequence[int], spatial: Sequence[int]) -> list[float]:
+    """How far one layer (of ``_LAYERS``) on an input of space ``size`` widens the receptive field, per axis of the
+    network input's space ``spatial``, in input voxels: (k - 1) // 2 voxels of its own resolution (pooling: k - 1)."""
+    kernel = as_tuple(module.kernel_size, len(size))
+    dilation = as_tuple(getattr(module, "dilation", 1), len(size))
+    pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
+    first = len(spatial) - len(size)  # a 2D layer after a 3D->2D projection acts on the last two axes
+    reach = [0.0] * len(spatial)
+    for axis, (k, d, s) in enumerate(zip(kernel, dilation, size), start=first):
+        reach[axis] = ((k - 1) if pooling else (k - 1) // 2 * d) * spatial[axis] / s
+    return reach
 
 
 def tiling_halo(model: nn.Module, input_shape: Sequence[int], step: Sequence[int]) -> dict[str, int]:

@@ -83,12 +83,7 @@ def memory_budget(args: Any) -> int | None:
     memory = parse_memory(args.memory)
     if args.whole or args.patches is not None:
         raise UserError(f"--memory sizes tiles; {'--whole' if args.whole else '--patches'} does not tile")
-    if args.tile:
-        return None
-    from .budget import one_allocator_arena
-
-    one_allocator_arena()
-    return memory
+    return None if args.tile else memory
 
 
 def _patch_mode(args: Any) -> str:

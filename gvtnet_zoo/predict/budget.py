@@ -15,6 +15,7 @@ the tile takes the whole budget (fewer halos) and what is left keeps the states 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -144,17 +145,22 @@ def resident_bytes() -> int:
     return 0
 
 
-def _glibc(function: str, *args: int) -> None:
-    """Calls a glibc allocator function where there is one (Linux with glibc); nothing elsewhere."""
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    """glibc, loaded once (find_library runs ldconfig); None where there is none."""
     import ctypes
     import ctypes.util
 
     try:
         name = ctypes.util.find_library("c")
-        if name:
-            getattr(ctypes.CDLL(name), function, lambda *_: 0)(*args)
+        return ctypes.CDLL(name) if name else None
     except OSError:
-        pass
+        return None
+
+
+def _glibc(function: str, *args: int) -> None:
+    """Calls a glibc allocator function where there is one (Linux with glibc); nothing elsewhere."""
+    getattr(_libc(), function, lambda *_: 0)(*args)
 
 
 def _trim_allocator() -> None:
@@ -220,6 +226,7 @@ def package_tile(descr: Any, sizes: dict[str, int], memory: int, halo_override: 
     from .halos import package_halo
     from .plan import grid_step
 
+    one_allocator_arena()  # every --memory run, CLI or Python, in memory or streamed
     if network is not None:
         axes = "zyx"[3 - len(network.halo):]
         tile, network.keep_bytes = context_plan(network, memory, tuple(sizes.get(a, 1) for a in axes))

@@ -124,10 +124,10 @@ class ContextNetwork:
 
     def _store(self) -> PassStore:
         if self.store is None or self.keep_bytes is not None and self.store.budget != self.keep_bytes:
-            from .memory import free_memory_bytes
+            from .memory import kept_state_bytes
 
             device = str(next(self.network.parameters()).device)
-            budget = self.keep_bytes if self.keep_bytes is not None else free_memory_bytes([device]) // 4
+            budget = self.keep_bytes if self.keep_bytes is not None else kept_state_bytes(device)
             self.store = PassStore(budget)
         return self.store
 
@@ -224,12 +224,12 @@ class ContextNetwork:
         whole-network tile of ``tile_voxels`` would take, and stored values in memory up to ``keep_bytes`` (else a
         quarter of the free memory)."""
         from .budget import resident_bytes
-        from .stagewise import free_store_bytes
+        from .memory import kept_state_bytes
 
         if self.memory is not None:
             return levels.budgets(image_shape, self.memory, resident_bytes())
-        device = next(self.network.parameters()).device
-        store_bytes = self.keep_bytes if self.keep_bytes is not None else free_store_bytes(device)
+        device = str(next(self.network.parameters()).device)
+        store_bytes = self.keep_bytes if self.keep_bytes is not None else kept_state_bytes(device)
         return levels.geometry.full_bytes_per_voxel * tile_voxels, store_bytes
 
     def _predict_tiles(self, image: np.ndarray, tiles: list[tuple[Window, ...]], passes: int, kept: int, name: str,

@@ -76,11 +76,9 @@ def _levels_time_point(job: StreamJob, step: TileStep, levels: Any, time: int, s
     tile_bytes, store_bytes = step.network.level_budgets(levels, image.shape, tile_voxels)
     with ValueStore() as store:
         levels.run(image, store, tile_bytes, store_bytes, job.source.name, out_in_memory=False)
-        ratios = levels.geometry.ratios["out"]
         for tile in remaining:
             progress(bar.n, bar.total)
-            letters = [a.axis for a in job.plan.axes][len(job.plan.axes) - len(ratios):]
-            region = tuple(slice(round(tile.read[a][0] * r), round(tile.read[a][1] * r)) for a, r in zip(letters, ratios))
+            region = levels.region("out", tuple((*tile.cores[a.axis], *tile.read[a.axis]) for a in job.plan.axes))
             out = np.empty((1, levels.geometry.channels["out"], *[r.stop - r.start for r in region]), np.float32)
             store.read("out", region, out)
             for output_id, (place, block) in step.predict(tile, time, stat, network_output=out).items():

@@ -31,6 +31,12 @@ def free_memory_bytes(devices: Sequence[str]) -> int:
     return available if left is None else min(available, left)
 
 
+def kept_state_bytes(device: str) -> int:
+    """What global context keeps between its steps without a --memory budget (tiles' pass states, or the
+    level-by-level forward's feature maps in memory): a quarter of the device's free memory."""
+    return free_memory_bytes([device]) // 4
+
+
 def cgroup_memory_left(proc: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
     """What this process's memory cgroup (v2 ``memory.max`` less ``memory.current``, or v1 ``memory.limit_in_bytes``
     less ``memory.usage_in_bytes``) still allows; None without a limit. A container's or a batch job's limit is

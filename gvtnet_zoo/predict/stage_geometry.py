@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.halo import _LAYERS
-from ..nn.layers import as_tuple
+from ..models.halo import _LAYERS, layer_reach
 from .live_bytes import LiveBytes
 from .pass_reuse import Stage
 
@@ -65,12 +64,8 @@ def probe_geometry(stages: list[Stage], attentions: list[nn.Module], in_channels
     index = {id(a): i for i, a in enumerate(attentions)}
 
     def widen(module: nn.Module, inputs: Any, _output: Any) -> None:
-        shape = inputs[0].shape[2:]
-        pooling = isinstance(module, (nn.MaxPool2d, nn.MaxPool3d))
-        first = len(size) - len(shape)
-        for axis, (k, d, n) in enumerate(zip(as_tuple(module.kernel_size, len(shape)),
-                                             as_tuple(getattr(module, "dilation", 1), len(shape)), shape), start=first):
-            radius[current][axis] += ((k - 1) if pooling else (k - 1) // 2 * d) * size[axis] / n
+        for axis, reach in enumerate(layer_reach(module, inputs[0].shape[2:], size)):
+            radius[current][axis] += reach
 
     def attend(module: nn.Module, _inputs: Any, _output: Any) -> None:
         called[current].append(index[id(module)])

@@ -71,17 +71,18 @@ class ArrayImage:
         return self.array[(slice(None), slice(None), *region)]
 
 
+def live_peak(sizes: dict[str, int], made: dict[str, int], last: dict[str, int]) -> int:
+    """The most of ``sizes``'s values held at once, each from the segment that writes it (``made``) to the last that
+    reads it (``last``)."""
+    return max((sum(b for n, b in sizes.items() if made[n] <= i <= last[n])
+                for i in range(max(last.values(), default=-1) + 1)), default=0)
+
+
 def spill_plan(sizes: dict[str, int], made: dict[str, int], last: dict[str, int], budget: int) -> set[str]:
-    """The values to keep on disk so that those in memory never exceed ``budget`` bytes at once, largest first.
-    ``made``/``last``: the segment that writes a value and the last that reads it."""
+    """The values to keep on disk so that those in memory never exceed ``budget`` bytes at once, largest first."""
     spilled: set[str] = set()
-
-    def peak() -> int:
-        return max((sum(sizes[n] for n in sizes if n not in spilled and made[n] <= i <= last[n])
-                    for i in range(max(last.values(), default=0) + 1)), default=0)
-
     for name in sorted(sizes, key=lambda n: -sizes[n]):
-        if peak() <= budget:
+        if live_peak({n: b for n, b in sizes.items() if n not in spilled}, made, last) <= budget:
             break
         spilled.add(name)
     return spilled
@@ -99,6 +100,9 @@ class LevelByLevel:
         self.channels_last = prefers_channels_last(device, network.network)
         self.geometry = probe_geometry(self.stages, network.attentions, getattr(model, "in_channels", 1), self.step,
                                        channels_last_input if self.channels_last else (lambda x: x))
+        segments = self.geometry.segments
+        self.made = {n: i for i, seg in enumerate(segments) for n in seg.outputs}  # the segment writing each value
+        self.last = {n: i for i, seg in enumerate(segments) for n in seg.inputs}  # the last segment reading it
         self.spilled: list[str] = []  # the values the last prediction kept on disk
         self.tiles: list[int] = []  # the last prediction's tiles per segment
 
@@ -107,19 +111,12 @@ class LevelByLevel:
         """Shapes of the stored values (B, C, *S) on an image (B, C_in, *S_in), and those to spill to disk (the
         output "out" too, unless ``out_in_memory``: it is then held to the end, as the other values' peak allows)."""
         batch, space = image_shape[0], image_shape[2:]
-        geometry, shapes, made, last = self.geometry, {}, {}, {}
-        for i, segment in enumerate(geometry.segments):
-            for name in segment.outputs:
-                ratios = geometry.ratios[name]
-                shapes[name] = (batch, geometry.channels[name],
-                                *[round(n * r) for n, r in zip(space[len(space) - len(ratios):], ratios)])
-                made[name] = i
-            for name in segment.inputs:
-                last[name] = i
+        shapes = {n: (batch, self.geometry.channels[n], *[round(k * r) for k, r in zip(space[len(space) - len(ratios):], ratios)])
+                  for n in self.made for ratios in [self.geometry.ratios[n]]}
         nbytes = {n: 4 * math.prod(s) for n, s in shapes.items() if n != "out" or not out_in_memory}
-        spilled = spill_plan(nbytes, {n: made[n] for n in nbytes}, {n: last.get(n, made[n]) for n in nbytes},
-                             store_bytes)
-        return shapes, spilled
+        # "out" is read after the last segment: held to the end
+        last = {n: self.last.get(n, len(self.geometry.segments) - 1) for n in nbytes}
+        return shapes, spill_plan(nbytes, self.made, last, store_bytes)
 
     def scratch_bytes(self, image_shape: tuple[int, ...], store_bytes: int, out_in_memory: bool = True) -> int:
         """Disk the scratch files take at most on an image (B, C_in, *S): every value planned to spill."""
@@ -135,19 +132,11 @@ class LevelByLevel:
                             "PyTorch, the model and the image); give more memory")
         shapes, spilled = self.plan_store(image_shape, available // 2)
         kept = {n: 4 * math.prod(s) for n, s in shapes.items() if n not in spilled}
-        tiles = available - self._peak(kept) - TILE_RESERVE
+        tiles = available - live_peak(kept, self.made, {n: self.last.get(n, self.made[n]) for n in kept}) - TILE_RESERVE
         if tiles <= 0:
             raise UserError(f"--memory {human(memory)} leaves nothing for tiles beside what this process holds "
                             f"({human(resident)}) and the feature maps kept in memory; give more memory")
         return tiles, available // 2
-
-    def _peak(self, nbytes: dict[str, int]) -> int:
-        """The most of ``nbytes``'s values live at once over the segments (made .. last read)."""
-        segments = self.geometry.segments
-        made = {n: i for i, s in enumerate(segments) for n in s.outputs}
-        last = {n: i for i, s in enumerate(segments) for n in s.inputs}
-        return max(sum(b for n, b in nbytes.items() if made[n] <= i <= last.get(n, made[n]))
-                   for i in range(len(segments)))
 
     def predict(self, image: np.ndarray, tile_bytes: float, store_bytes: int, name: str = "",
                 progress: Progress = no_progress) -> np.ndarray:
@@ -181,7 +170,6 @@ class LevelByLevel:
             plans.append(list(itertools.product(*windows)))
         self.tiles = [len(t) for t in plans]
         total = sum(len(t) * (1 + len(s.gvtos)) for t, s in zip(plans, self.geometry.segments))
-        last = {n: i for i, s in enumerate(self.geometry.segments) for n in s.inputs}
         contexts: list[AttentionContext] = []
         bar = tqdm(total=total, desc=f"  {name} global context", unit="tile", leave=False, disable=total < 2)
         with bar:
@@ -201,11 +189,11 @@ class LevelByLevel:
                     progress(bar.n, total)
                     bar.update()
                     self._run(segment, combo, image, store, contexts)
-                for value in [n for n, at in last.items() if at == i and n != "x"]:
+                for value in [n for n, at in self.last.items() if at == i and n != "x"]:
                     store.drop(value)
             progress(total, total)
 
-    def _region(self, name: str, combo: tuple[Window, ...], core: bool) -> tuple[slice, ...]:
+    def region(self, name: str, combo: tuple[Window, ...], core: bool = False) -> tuple[slice, ...]:
         """The value's region of a tile (or of its core), from the input windows of its trailing axes."""
         ratios = self.geometry.ratios[name]
         region = []
@@ -220,7 +208,7 @@ class LevelByLevel:
         device = next(self.network.network.parameters()).device
         values = {}
         for name in segment.inputs:
-            region = self._region(name, combo, core=False)
+            region = self.region(name, combo, core=False)
             shape = (image.shape[0], self.geometry.channels[name], *[r.stop - r.start for r in region])
             if self.channels_last:  # (B, *R, C) memory seen as (B, C, *R): PyTorch's channels-last strides
                 buffer = np.empty((shape[0], *shape[2:], shape[1]), np.float32)
@@ -258,7 +246,7 @@ class LevelByLevel:
         with torch.no_grad(), _contexts(self.network.attentions, contexts, None):
             values = run_stages(self.stages, segment, self._tensors(segment, combo, image, store))
         for name in segment.outputs:
-            tile, core = self._region(name, combo, core=False), self._region(name, combo, core=True)
+            tile, core = self.region(name, combo, core=False), self.region(name, combo, core=True)
             inner = tuple(slice(c.start - t.start, c.stop - t.start) for c, t in zip(core, tile))
             store.write(name, core, values[name][(slice(None), slice(None), *inner)].cpu().numpy())
 
@@ -278,13 +266,6 @@ def scratch_shortfall(levels: LevelByLevel, image_shape: tuple[int, ...], store_
     return (f"gvtnet-zoo: note: {name}: global context level by level would write {human(needed)} of scratch files, "
             f"more than the temporary folder {folder} has to spare ({human(free)} free); running one pass over the "
             "tiles per GVTO instead (slower). Set TMPDIR to a larger disk to avoid this.")
-
-
-def free_store_bytes(device: torch.device) -> int:
-    """Without a budget: stored values in memory up to a quarter of the free memory."""
-    from .memory import free_memory_bytes
-
-    return free_memory_bytes([str(device)]) // 4
 
 
 def level_by_level(network: Any) -> Optional[LevelByLevel]:

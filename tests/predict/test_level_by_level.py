@@ -3,6 +3,7 @@ and store budgets; the encoder runs once; scratch files never outlive the predic
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch
 from gvtnet_zoo.errors import Cancelled
 from gvtnet_zoo.predict.global_context import ContextNetwork
 from gvtnet_zoo.predict.live_bytes import LiveBytes
-from gvtnet_zoo.predict.stagewise import LevelByLevel
+from gvtnet_zoo.predict.plan import axis_windows
+from gvtnet_zoo.predict.stagewise import ArrayImage, LevelByLevel
 from gvtnet_zoo.predict.value_store import ScratchArray, ValueStore
 from gvtnet_zoo.progress import CancellableProgress
 from gvtnet_zoo.spec_loading import load_spec
@@ -76,6 +78,17 @@ def test_level_by_level_equals_the_whole_forward_over_generated_cases(key: str, 
     assert max(levels.tiles) > 1, "the case should cut the image"
     if store == 0:
         assert levels.spilled, "nothing fits a store of 0 bytes"
+    # as streamed prediction reads it: the output left in a scratch file, read back by regions of cut windows
+    with ValueStore() as kept:
+        levels.run(ArrayImage(image), kept, tile_bytes, 0, out_in_memory=False)
+        assert "out" in kept.spilled
+        space = image.shape[2:]
+        cut = [axis_windows(n, max(s, n // 2 // s * s), 0, s) for n, s in zip(space, context.spec.model.size_step())]
+        for combo in itertools.product(*cut):
+            region = levels.region("out", combo)
+            block = np.empty((*whole.shape[:2], *[r.stop - r.start for r in region]), np.float32)
+            kept.read("out", region, block)
+            np.testing.assert_allclose(block, whole[(slice(None), slice(None), *region)], atol=1e-5 * np.ptp(whole), rtol=0)
 
 
 def test_the_encoder_runs_once_per_tile_of_its_segment_and_each_segment_has_its_own_halo() -> None:
